@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Runs every test/**/*.test.ts through node:test with tsx. Node 20's --test does not expand globs or
+// pick up .ts files by itself, so the file list is built here. Extra arguments are passed through
+// (e.g. `npm test -- --test-name-pattern=siv`); a path argument narrows the run to matching files.
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+function findTests(dir) {
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...findTests(path));
+    else if (name.endsWith('.test.ts')) out.push(path);
+  }
+  return out;
+}
+
+const args = process.argv.slice(2);
+const filters = args.filter((a) => !a.startsWith('-'));
+const flags = args.filter((a) => a.startsWith('-'));
+let files = findTests('test');
+if (filters.length > 0) files = files.filter((f) => filters.some((p) => f.includes(p)));
+if (files.length === 0) {
+  console.error('no test files matched');
+  process.exit(1);
+}
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-concurrency=2', ...flags, ...files.map((f) => relative('.', f))],
+  { stdio: 'inherit' },
+);
+process.exit(result.status ?? 1);
