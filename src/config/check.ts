@@ -1,0 +1,130 @@
+/**
+ * Stage 2 of config loading: rules that relate several fields of an already well-typed config. Every rule runs;
+ * the result lists every problem, keyed by the file's key paths (`listener[1].address`).
+ */
+import type { Config, ConfigProblem, ListenerConfig, ServiceName } from './types.js';
+import { formatHostPort, type HostPort } from './values.js';
+
+/** sun_path is 108 bytes on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Services that only make sense inside TLS (chosen by ALPN). */
+const TLS_ONLY: readonly ServiceName[] = ['nts-ke', 'eks'];
+
+/** Services that hand out keys for the NTP service, so they need one. */
+const NEEDS_NTP: readonly ServiceName[] = ['nts-ke', 'eks'];
+
+/**
+ * Whether binding both addresses would collide. Port 0 never does (the kernel picks). A wildcard overlaps every
+ * address of its own family only: the daemon binds `[::]` IPv6-only, so `0.0.0.0:P` and `[::]:P` coexist.
+ * Host names are compared as text, since resolving them is not the checker's business.
+ */
+export function addressesOverlap(a: HostPort, b: HostPort): boolean {
+  if (a.port === 0 || b.port === 0 || a.port !== b.port) return false;
+  if (a.family !== b.family) return false;
+  if (a.host === b.host) return true;
+  const wildcard = a.family === 'ipv4' ? '0.0.0.0' : a.family === 'ipv6' ? '::' : null;
+  return wildcard !== null && (a.host === wildcard || b.host === wildcard);
+}
+
+export function check(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const report = (path: string, message: string): void => {
+    problems.push({ path, message });
+  };
+
+  if ((config.tls.certificate === null) !== (config.tls.privateKey === null)) {
+    const missing = config.tls.certificate === null ? 'certificate' : 'private-key';
+    const present = missing === 'certificate' ? 'private-key' : 'certificate';
+    report(`tls.${missing}`, `must be set together with tls.${present} (set both or neither)`);
+  }
+
+  config.ntp.listen.forEach((address, i) => {
+    const earlier = config.ntp.listen.findIndex((other, j) => j < i && addressesOverlap(address, other));
+    if (earlier >= 0) {
+      report(`ntp.listen[${i}]`, `${formatHostPort(address)} overlaps ntp.listen[${earlier}] (${formatHostPort(config.ntp.listen[earlier] as HostPort)})`);
+    }
+    if (config.time.source === 'ntpd' && addressesOverlap(address, config.ntpd.address)) {
+      report(`ntp.listen[${i}]`, `${formatHostPort(address)} overlaps ntpd.address (${formatHostPort(config.ntpd.address)}), which time.source = "ntpd" reads from`);
+    }
+  });
+
+  config.listeners.forEach((listener, i) => checkListener(listener, i, config.listeners, report));
+
+  const servedBy = (service: ServiceName): number => config.listeners.findIndex((l) => l.services.includes(service));
+  for (const service of NEEDS_NTP) {
+    const index = servedBy(service);
+    if (index >= 0 && config.ntp.listen.length === 0) {
+      report('ntp.listen', `is empty, but listener[${index}] serves "${service}", which hands out keys for the NTP service`);
+    }
+  }
+
+  // NTS-KE tells clients to use our own NTP port unless ntp-server points them elsewhere.
+  const listen = config.ntp.listen;
+  if (
+    servedBy('nts-ke') >= 0 &&
+    config.nts.ntpServer === null &&
+    listen.length > 0 &&
+    !listen.some((a) => a.port === 0) &&
+    !listen.some((a) => a.port === config.nts.ntpPort)
+  ) {
+    const ports = [...new Set(listen.map((a) => a.port))].join(', ');
+    report('nts.ntp-port', `NTS-KE advertises port ${config.nts.ntpPort}, but ntp.listen serves port ${ports} (set nts.ntp-server if another server answers)`);
+  }
+
+  config.nts.aead.forEach((aead, i) => {
+    if (config.nts.aead.indexOf(aead) < i) report(`nts.aead[${i}]`, `"${aead}" is listed twice`);
+  });
+
+  config.mgmt.tokens.forEach((token, i) => {
+    const sameName = config.mgmt.tokens.findIndex((t) => t.name === token.name);
+    if (sameName < i) report(`mgmt.token[${i}].name`, `duplicate token name "${token.name}" (also mgmt.token[${sameName}])`);
+    const sameHash = config.mgmt.tokens.findIndex((t) => t.sha256 === token.sha256);
+    if (sameHash < i) report(`mgmt.token[${i}].sha256`, `same token as mgmt.token[${sameHash}]`);
+  });
+
+  return problems;
+}
+
+function checkListener(
+  listener: ListenerConfig,
+  i: number,
+  all: readonly ListenerConfig[],
+  report: (path: string, message: string) => void,
+): void {
+  const at = `listener[${i}]`;
+  listener.services.forEach((service, j) => {
+    if (listener.services.indexOf(service) < j) report(`${at}.services[${j}]`, `service "${service}" is listed twice`);
+  });
+  if (listener.services.includes('metrics') && new Set(listener.services).size > 1) {
+    report(`${at}.services`, '"metrics" is plain HTTP and must be alone on its listener');
+  }
+  if (listener.defaultService !== null && !listener.services.includes(listener.defaultService)) {
+    report(`${at}.default-service`, `"${listener.defaultService}" is not one of this listener's services (${[...new Set(listener.services)].join(', ')})`);
+  }
+  if (listener.maxConnectionsPerAddress > listener.maxConnections) {
+    report(`${at}.max-connections-per-address`, `${listener.maxConnectionsPerAddress} is more than max-connections (${listener.maxConnections})`);
+  }
+
+  if (listener.kind === 'unix') {
+    listener.services.forEach((service, j) => {
+      if (service === 'mgmt') return;
+      const why = TLS_ONLY.includes(service) ? `needs TLS, which a path listener does not offer` : 'is not served on path listeners';
+      report(`${at}.services[${j}]`, `"${service}" ${why} (Unix sockets serve "mgmt" only)`);
+    });
+    const bytes = Buffer.byteLength(listener.path);
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      report(`${at}.path`, `socket path is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows`);
+    }
+    const earlier = all.findIndex((other, j) => j < i && other.kind === 'unix' && other.path === listener.path);
+    if (earlier >= 0) report(`${at}.path`, `same socket path as listener[${earlier}] (${listener.path})`);
+    return;
+  }
+
+  const address = listener.address;
+  const earlier = all.findIndex((other, j) => j < i && other.kind === 'tcp' && addressesOverlap(address, other.address));
+  const other = all[earlier];
+  if (other?.kind === 'tcp') {
+    report(`${at}.address`, `${formatHostPort(address)} overlaps listener[${earlier}] (${formatHostPort(other.address)})`);
+  }
+}

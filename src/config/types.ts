@@ -1,0 +1,161 @@
+/**
+ * The daemon's configuration as domain types: camelCase, durations in milliseconds, addresses parsed,
+ * empty strings of the file turned into `null`, relative socket paths resolved against the state dir.
+ * docs/configuration.md documents the file form of every field.
+ */
+import type { Cidr, HostPort } from './values.js';
+
+export type { Cidr, Host, HostFamily, HostPort } from './values.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** Services a listener can serve; TLS ones are chosen by ALPN (`ntske/1`, `ntp-mgmt/1`, `ntp-eks/1`). */
+export const SERVICE_NAMES = ['nts-ke', 'mgmt', 'metrics', 'eks'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+export const TIME_SOURCES = ['static', 'ntpd', 'chrony', 'sources'] as const;
+export type TimeSourceKind = (typeof TIME_SOURCES)[number];
+
+export const LEAP_INDICATORS = ['none', 'add', 'delete'] as const;
+export type LeapIndicator = (typeof LEAP_INDICATORS)[number];
+
+/** In order of preference when listed in `nts.aead`. */
+export const AEAD_NAMES = ['AES-SIV-CMAC-256', 'AES-SIV-CMAC-384', 'AES-SIV-CMAC-512'] as const;
+export type AeadName = (typeof AEAD_NAMES)[number];
+
+export const MGMT_ROLES = ['monitor', 'admin'] as const;
+export type MgmtRole = (typeof MGMT_ROLES)[number];
+
+export const ANONYMOUS_ROLES = ['none', 'monitor'] as const;
+export type AnonymousRole = (typeof ANONYMOUS_ROLES)[number];
+
+export interface DaemonConfig {
+  readonly stateDir: string;
+  /** Drop privileges to this user after binding; `null`: keep running as started. */
+  readonly user: string | null;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+}
+
+export interface TlsConfig {
+  /** PEM chain; `null` (with `privateKey` null): use a self-signed certificate kept in the state dir. */
+  readonly certificate: string | null;
+  readonly privateKey: string | null;
+  /** Accept client certificates issued by this CA (management). */
+  readonly clientCa: string | null;
+}
+
+export interface RateLimitConfig {
+  readonly enabled: boolean;
+  /** Average interval allowed between requests of one client. */
+  readonly intervalMs: number;
+  readonly burst: number;
+  /** Answer with a RATE kiss-o'-death instead of dropping silently. */
+  readonly kod: boolean;
+  /** Number of clients tracked. */
+  readonly tableSize: number;
+}
+
+export interface NtpConfig {
+  /** UDP addresses to bind; port 0 means any free port. */
+  readonly listen: readonly HostPort[];
+  /** Empty: everyone may query. */
+  readonly allow: readonly Cidr[];
+  readonly deny: readonly Cidr[];
+  /** Static symmetric keys (ntpd keys file format). */
+  readonly keysFile: string | null;
+  readonly rateLimit: RateLimitConfig;
+}
+
+export interface TimeConfig {
+  readonly source: TimeSourceKind;
+  readonly stratum: number;
+  /** IPv4 text or 1–4 ASCII characters; see `encodeRefid`. */
+  readonly refid: string;
+  /** log2 seconds. */
+  readonly precision: number;
+  readonly rootDelayMs: number;
+  readonly rootDispersionMs: number;
+  readonly leap: LeapIndicator;
+}
+
+/** How a listener's bytes are carried; implied by its services and kind. */
+export type ListenerTransport = 'tls' | 'http' | 'plain';
+
+interface ListenerCommon {
+  readonly services: readonly ServiceName[];
+  /** For TLS clients that offer no ALPN; `null`: such clients are refused. */
+  readonly defaultService: ServiceName | null;
+  readonly transport: ListenerTransport;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+  readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** Bytes; the largest record, line or request accepted. */
+  readonly maxMessageSize: number;
+}
+
+export interface TcpListenerConfig extends ListenerCommon {
+  readonly kind: 'tcp';
+  /** Port 0 means any free port. */
+  readonly address: HostPort;
+}
+
+export interface UnixListenerConfig extends ListenerCommon {
+  readonly kind: 'unix';
+  /** Absolute. */
+  readonly path: string;
+  readonly mode: number;
+}
+
+export type ListenerConfig = TcpListenerConfig | UnixListenerConfig;
+
+export interface NtsConfig {
+  readonly aead: readonly AeadName[];
+  /** Cookies handed out per NTS-KE exchange. */
+  readonly cookies: number;
+  /** Sent in the NTPv4 Server Negotiation record; `null`: none (clients use the NTS-KE host). */
+  readonly ntpServer: string | null;
+  /** Sent in the Port Negotiation record when it differs from 123. */
+  readonly ntpPort: number;
+  readonly keyRotationMs: number;
+  readonly keysKept: number;
+}
+
+export interface NtpdConfig {
+  readonly address: HostPort;
+}
+
+export interface MgmtToken {
+  readonly name: string;
+  readonly role: MgmtRole;
+  /** Lower-case hex SHA-256 of the token. */
+  readonly sha256: string;
+}
+
+export interface MgmtConfig {
+  readonly anonymous: AnonymousRole;
+  readonly tokens: readonly MgmtToken[];
+}
+
+export interface Config {
+  readonly daemon: DaemonConfig;
+  readonly tls: TlsConfig;
+  readonly ntp: NtpConfig;
+  readonly time: TimeConfig;
+  /** `[[listener]]` in the file. */
+  readonly listeners: readonly ListenerConfig[];
+  readonly nts: NtsConfig;
+  readonly ntpd: NtpdConfig;
+  readonly mgmt: MgmtConfig;
+}
+
+/** One problem found in a config file. `path` uses the file's key names (`listener[1].services[0]`); empty when the problem is the whole file. */
+export interface ConfigProblem {
+  readonly path: string;
+  readonly message: string;
+}

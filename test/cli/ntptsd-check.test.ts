@@ -1,0 +1,144 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { main } from '../../src/cli/ntptsd.js';
+import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfigFile, loadConfigText, type ConfigResult } from '../../src/config/index.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const samples = join(root, 'test/config');
+const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `ntptsd ARGS` exactly as `npm start` runs it. */
+function ntptsd(...args: string[]): Promise<Run> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/ntptsd.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+function valid(result: ConfigResult) {
+  assert.ok(result.ok, result.ok ? '' : result.error.message);
+  return result.value;
+}
+
+describe('ntptsd --check (spawned)', { concurrency: true }, () => {
+  it('without -c and without the default file: prints the built-in defaults, exit 0', { skip: existsSync(DEFAULT_CONFIG_PATH) && `${DEFAULT_CONFIG_PATH} exists here` }, async () => {
+    const run = await ntptsd('--check');
+    assert.equal(run.stderr, '');
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /^# ntptsd .*: effective configuration from built-in defaults\n/);
+    assert.deepEqual(valid(loadConfigText(run.stdout, 'stdout')), defaultConfig());
+  });
+
+  it('with a valid file: prints its effective config, which loads back to the same config', async () => {
+    const file = join(samples, 'valid/full.toml');
+    const run = await ntptsd('--check', '-c', file);
+    assert.equal(run.stderr, '');
+    assert.equal(run.code, 0);
+    assert.ok(run.stdout.startsWith(`# ntptsd ${version}: effective configuration from ${file}\n`));
+    assert.match(run.stdout, /^log-format = "json"$/m);
+    assert.match(run.stdout, /^key-rotation = "12h"$/m);
+    assert.deepEqual(valid(loadConfigText(run.stdout, 'stdout')), valid(await loadConfigFile(file)));
+  });
+
+  it('with an invalid file: every problem on stderr as key.path: reason, exit 2', async () => {
+    const run = await ntptsd('-c', join(samples, 'invalid/check-services.toml'), '--check');
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, readFileSync(join(samples, 'invalid/check-services.expected'), 'utf8'));
+  });
+
+  it('with a missing file: names it, exit 2', async () => {
+    const run = await ntptsd('--check', '--config', 'no/such/ntptsd.toml');
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, 'cannot read config file no/such/ntptsd.toml: no such file\n');
+  });
+
+  it('--log-level and --log-format override the file', async () => {
+    const run = await ntptsd('--check', '--log-level', 'trace', '--log-format=json', '-c', join(samples, 'valid/loopback.toml'));
+    assert.equal(run.code, 0);
+    const config = valid(loadConfigText(run.stdout, 'stdout'));
+    assert.equal(config.daemon.logLevel, 'trace');
+    assert.equal(config.daemon.logFormat, 'json');
+    assert.equal(config.daemon.stateDir, '/tmp/ntptsd-test');
+  });
+
+  it('a bad flag: a one-line error, exit 2', async () => {
+    const run = await ntptsd('--chek');
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, "ntptsd: unknown option '--chek' (Did you mean --check?)\n");
+  });
+});
+
+describe('main() (in process)', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'ntptsd-cli-'));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  async function run(argv: string[], defaultConfigPath = join(tmp, 'absent.toml')): Promise<Run> {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), defaultConfigPath });
+    return { code, stdout, stderr };
+  }
+
+  it('--version and --help exit 0 on stdout', async () => {
+    assert.deepEqual(await run(['--version']), { code: 0, stdout: `${version}\n`, stderr: '' });
+    const help = await run(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: ntptsd \[options\]/);
+    for (const flag of ['-c, --config <file>', '--check', '--log-level <level>', '--log-format <format>', '--version']) {
+      assert.ok(help.stdout.includes(flag), flag);
+    }
+  });
+
+  const badFlags: [string[], string][] = [
+    [['--log-level', 'loud'], "ntptsd: option '--log-level <level>' argument 'loud' is invalid. Allowed choices are trace, debug, info, warn, error, fatal.\n"],
+    [['--log-format', 'xml'], "ntptsd: option '--log-format <format>' argument 'xml' is invalid. Allowed choices are text, json.\n"],
+    [['-c'], "ntptsd: option '-c, --config <file>' argument missing\n"],
+    [['--check', 'extra'], 'ntptsd: too many arguments. Expected 0 arguments but got 1.\n'],
+  ];
+  for (const [argv, message] of badFlags) {
+    it(`${argv.join(' ')}: one line, exit 2`, async () => {
+      assert.deepEqual(await run(argv), { code: 2, stdout: '', stderr: message });
+    });
+  }
+
+  it('uses the default config path when it exists', async () => {
+    const path = join(tmp, 'ntptsd.toml');
+    writeFileSync(path, '[time]\nstratum = 4\n');
+    const result = await run(['--check'], path);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, new RegExp(`effective configuration from ${path}\n`));
+    assert.equal(valid(loadConfigText(result.stdout, 'stdout')).time.stratum, 4);
+  });
+
+  it('a syntax error in the default file is reported with line and column, exit 2', async () => {
+    const path = join(tmp, 'broken.toml');
+    writeFileSync(path, '[time]\nstratum = \n');
+    const result = await run(['--check'], path);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, new RegExp(`^${path}:2:\\d+: TOML syntax error: .+\n$`));
+  });
+
+  it('a config problem stops the daemon from starting too (exit 2 without --check)', async () => {
+    const path = join(tmp, 'bad.toml');
+    writeFileSync(path, '[nts]\ncookies = 0\n');
+    assert.deepEqual(await run(['-c', path]), { code: 2, stdout: '', stderr: 'nts.cookies: must be between 1 and 8, got 0\n' });
+  });
+});
