@@ -1,49 +1,46 @@
-import { isIPv4 } from 'node:net';
 import type { LeapIndicator, TimeQuality, TimeSource } from './source.js';
 
 export interface StaticSourceSettings {
   stratum: number;
-  refid: string;
+  /** The reference id as the wire carries it (big-endian u32). */
+  refid: number;
+  /** For display. */
+  refidText: string;
   precision: number;
   rootDelayMicros: number;
   rootDispersionMicros: number;
   leap: Exclude<LeapIndicator, 'unsynchronized'>;
 }
 
-/** Encodes a configured reference id: an IPv4 address as its 4 bytes, otherwise up to 4 ASCII characters. */
-export function encodeRefid(refid: string): Uint8Array {
-  if (isIPv4(refid)) return Uint8Array.from(refid.split('.').map(Number));
-  const bytes = new Uint8Array(4);
-  for (let i = 0; i < Math.min(4, refid.length); i++) bytes[i] = refid.charCodeAt(i) & 0x7f;
-  return bytes;
-}
-
 /**
  * Serves the local clock as a fixed-stratum source, like chrony's `local stratum N` or ntpd's orphan mode.
- * The reference time follows the clock, since the local clock is its own reference.
+ * The local clock is its own reference, so the reference time follows it (one second behind, since
+ * clients check that it is not in the future).
  */
 export class StaticSource implements TimeSource {
   readonly kind = 'static';
-  private readonly quality: Omit<TimeQuality, 'referenceTimeMicros'>;
+  readonly #quality: TimeQuality;
 
   constructor(private readonly settings: StaticSourceSettings) {
-    this.quality = {
+    this.#quality = {
       leap: settings.leap,
       stratum: settings.stratum,
-      refid: encodeRefid(settings.refid),
+      refid: settings.refid,
       precision: settings.precision,
       rootDelayMicros: settings.rootDelayMicros,
       rootDispersionMicros: settings.rootDispersionMicros,
+      referenceTimeMicros: 0,
     };
   }
 
   current(nowMicros: number): TimeQuality {
-    // Reference time one second in the past: clients sanity-check that it is not in the future.
-    return { ...this.quality, referenceTimeMicros: nowMicros - 1_000_000 };
+    // Reused object: this runs for every packet and the caller only reads it.
+    this.#quality.referenceTimeMicros = nowMicros - 1_000_000;
+    return this.#quality;
   }
 
   describe(): string {
-    return `static (stratum ${this.settings.stratum}, refid ${this.settings.refid})`;
+    return `static (stratum ${this.settings.stratum}, refid ${this.settings.refidText})`;
   }
 
   async stop(): Promise<void> {}

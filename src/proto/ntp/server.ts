@@ -1,0 +1,226 @@
+/**
+ * The NTP time service's decisions (RFC 5905 client/server mode, RFC 8915 §5 NTS), as values.
+ *
+ * `NtpResponder.handle(address, bytes, receivedAt, transmitAt)` returns what to send, or why not:
+ *   { kind: 'respond', bytes, auth, kiss? } | { kind: 'drop', reason }
+ * The shell takes the receive timestamp first, checks allow/deny lists, reads the clock again for the
+ * transmit timestamp, calls `handle`, sends, and counts every outcome by `auth`/`kiss`/`reason`.
+ *
+ * Invariants:
+ * - Only client-mode (3) requests are answered; everything else is dropped with a reason.
+ * - Rate limiting (the client table) runs after the cheap header checks and before any cryptography.
+ * - An NTS response is never longer than its request (RFC 8915 §5.7: no amplification); cookies are
+ *   left out, never truncated, when they would not fit.
+ * - A cookie that cannot be opened gets an NTS NAK (kiss code NTSN, RFC 8915 §5.7); a request whose
+ *   authenticator does not verify gets nothing (answering would let anyone probe with forged packets).
+ */
+
+import type { Aead } from '../../crypto/aead.js';
+import { createAead } from '../../crypto/aead.js';
+import type { KeyRing, RandomBytes } from '../../crypto/keyring.js';
+import type { ClientTable } from './client-table.js';
+import { COOKIE_NONCE_LENGTH, openCookie, sealCookie } from '../nts/cookie.js';
+import { EF_HEADER_LENGTH, type ExtensionField, writeExtensionField } from './extensions.js';
+import { NTP_HEADER_LENGTH, NtpMode, type NtpHeader, decodeNtpPacket, encodeKissCode, writeNtpHeader } from './packet.js';
+import { NTP_TIMESTAMP_ZERO, microsToNtpShort, unixMicrosToNtpTimestamp } from './timestamp.js';
+import { NTS_NONCE_LENGTH, NtsFieldType, decodeNtsView, ntsAuthenticatorLayout, writeNtsAuthenticatorFrame } from '../nts/extension-fields.js';
+
+export type LeapIndicator = 'none' | 'add' | 'delete' | 'unsynchronized';
+
+/** What the time source says about the time we serve; copied into every response header (RFC 5905 §7.3). */
+export interface TimeQuality {
+  leap: LeapIndicator;
+  /** 1..15 when synchronised; 16 means unsynchronised. */
+  stratum: number;
+  /** The reference id as a big-endian u32. */
+  refid: number;
+  /** log2 seconds. */
+  precision: number;
+  rootDelayMicros: number;
+  rootDispersionMicros: number;
+  /** When the source was last updated, Unix microseconds; 0 for unknown. */
+  referenceTimeMicros: number;
+}
+
+export type NtpAuthKind = 'none' | 'nts';
+
+export type NtpDropReason =
+  | 'malformed'
+  | 'bad_mode'
+  | 'rate_limited'
+  | 'nts_malformed'
+  | 'nts_bad_cookie_aead'
+  | 'nts_auth_failed';
+
+export type NtpDecision =
+  | { readonly kind: 'respond'; readonly bytes: Uint8Array; readonly auth: NtpAuthKind | 'mac'; readonly kiss?: 'RATE' | 'NTSN' | 'CRYPTO_NAK' }
+  | { readonly kind: 'drop'; readonly reason: NtpDropReason; readonly detail?: string };
+
+export interface NtpResponderContext {
+  readonly clients: ClientTable;
+  readonly keyRing: () => KeyRing;
+  readonly quality: (nowMicros: number) => TimeQuality;
+  readonly random: RandomBytes;
+}
+
+const LEAP_BITS: Record<LeapIndicator, number> = { none: 0, add: 1, delete: 2, unsynchronized: 3 };
+const KISS_RATE = encodeKissCode('RATE');
+const KISS_NTSN = encodeKissCode('NTSN');
+const NTS_FIELD_TYPES = new Set<number>([NtsFieldType.UniqueIdentifier, NtsFieldType.Cookie, NtsFieldType.CookiePlaceholder, NtsFieldType.Authenticator]);
+const NTS_DECODE_OPTIONS = { allowShortFields: true, legacyMac: false } as const;
+
+export class NtpResponder {
+  constructor(private readonly context: NtpResponderContext) {}
+
+  handle(address: string, request: Uint8Array, receivedAtMicros: number, transmitAtMicros: number): NtpDecision {
+    if (request.length < NTP_HEADER_LENGTH) return { kind: 'drop', reason: 'malformed', detail: 'NTP_TOO_SHORT' };
+    const mode = (request[0] as number) & 7;
+    const version = ((request[0] as number) >> 3) & 7;
+    if (version < 1 || version > 4) return { kind: 'drop', reason: 'malformed', detail: 'NTP_BAD_VERSION' };
+    if (mode !== NtpMode.Client) return { kind: 'drop', reason: 'bad_mode', detail: `mode ${mode}` };
+
+    // NTS packets may use short fields and carry no MAC (RFC 8915 §5.6); look for NTS types first.
+    const nts = version === 4 && request.length > NTP_HEADER_LENGTH && looksLikeNts(request);
+    const decoded = decodeNtpPacket(request, nts ? NTS_DECODE_OPTIONS : undefined);
+    if (!decoded.ok) return { kind: 'drop', reason: 'malformed', detail: decoded.error.code };
+    const packet = decoded.value;
+
+    const { decision, entry } = this.context.clients.admit(address, receivedAtMicros);
+    entry.lastMode = mode;
+    entry.lastVersion = version;
+    entry.lastAuth = nts ? 'nts' : packet.mac?.kind === 'mac' ? 'mac' : 'none';
+    if (decision === 'drop' || (decision === 'kod' && nts)) return { kind: 'drop', reason: 'rate_limited' };
+    const quality = this.context.quality(receivedAtMicros);
+    if (decision === 'kod') {
+      return { kind: 'respond', bytes: this.kissOfDeath(packet.header, KISS_RATE, receivedAtMicros, transmitAtMicros), auth: 'none', kiss: 'RATE' };
+    }
+
+    if (nts) return this.handleNts(request, packet.header, packet.extensions, quality, receivedAtMicros, transmitAtMicros);
+    if (packet.mac !== null) {
+      // RFC 5905 §7.3: a MAC under a key we do not hold is answered with a crypto-NAK.
+      const out = new Uint8Array(NTP_HEADER_LENGTH + 4);
+      writeNtpHeader(this.responseHeader(packet.header, quality, receivedAtMicros, transmitAtMicros), out, 0);
+      return { kind: 'respond', bytes: out, auth: 'none', kiss: 'CRYPTO_NAK' };
+    }
+    const out = new Uint8Array(NTP_HEADER_LENGTH);
+    writeNtpHeader(this.responseHeader(packet.header, quality, receivedAtMicros, transmitAtMicros), out, 0);
+    return { kind: 'respond', bytes: out, auth: 'none' };
+  }
+
+  private handleNts(
+    request: Uint8Array,
+    header: NtpHeader,
+    fields: readonly ExtensionField[],
+    quality: TimeQuality,
+    receivedAtMicros: number,
+    transmitAtMicros: number,
+  ): NtpDecision {
+    const view = decodeNtsView({ extensions: fields }, { role: 'request' });
+    if (!view.ok) return { kind: 'drop', reason: 'nts_malformed', detail: view.error.code };
+    const { uniqueIdentifier, cookies, placeholderLengths, authenticator, associatedDataEnd } = view.value;
+    const ring = this.context.keyRing();
+    const opened = openCookie(ring, cookies[0] as Uint8Array);
+    if (!opened.ok) {
+      return { kind: 'respond', bytes: this.ntsNak(header, uniqueIdentifier, receivedAtMicros, transmitAtMicros), auth: 'none', kiss: 'NTSN' };
+    }
+    let c2s: Aead;
+    let s2c: Aead;
+    try {
+      c2s = createAead(opened.keys.aead, opened.keys.c2s);
+      s2c = createAead(opened.keys.aead, opened.keys.s2c);
+    } catch {
+      return { kind: 'drop', reason: 'nts_bad_cookie_aead' };
+    }
+    // RFC 8915 §5.6: associated data is everything before the authenticator field.
+    const plaintext = c2s.open(authenticator.nonce, authenticator.ciphertext, request.subarray(0, associatedDataEnd));
+    if (plaintext === null) return { kind: 'drop', reason: 'nts_auth_failed' };
+
+    // One fresh cookie per cookie and placeholder received (RFC 8915 §5.7), as many as fit in the request's size.
+    const cookieLength = (cookies[0] as Uint8Array).length;
+    const uidFieldLength = EF_HEADER_LENGTH + uniqueIdentifier.length;
+    const sizeFor = (count: number) =>
+      NTP_HEADER_LENGTH + uidFieldLength + ntsAuthenticatorLayout(NTS_NONCE_LENGTH, s2c.algorithm.tagLength + count * (EF_HEADER_LENGTH + cookieLength)).fieldLength;
+    let count = 1 + placeholderLengths.length;
+    while (count > 0 && sizeFor(count) > request.length) count--;
+
+    const cookieKeys = opened.keys;
+    const sealed = new Uint8Array(count * (EF_HEADER_LENGTH + cookieLength));
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const cookie = sealCookie(ring, cookieKeys, this.context.random(COOKIE_NONCE_LENGTH));
+      at = writeExtensionField(NtsFieldType.Cookie, cookie, sealed, at, EF_HEADER_LENGTH);
+    }
+
+    const out = new Uint8Array(sizeFor(count));
+    let offset = writeNtpHeader(this.responseHeader(header, quality, receivedAtMicros, transmitAtMicros), out, 0);
+    offset = writeExtensionField(NtsFieldType.UniqueIdentifier, uniqueIdentifier, out, offset, EF_HEADER_LENGTH);
+    const authStart = offset;
+    const nonce = this.context.random(NTS_NONCE_LENGTH);
+    const ciphertext = s2c.seal(nonce, sealed.subarray(0, at), out.subarray(0, authStart));
+    const layout = ntsAuthenticatorLayout(nonce.length, ciphertext.length);
+    writeNtsAuthenticatorFrame(out, authStart, nonce.length, ciphertext.length);
+    out.set(nonce, authStart + layout.nonceOffset);
+    out.set(ciphertext, authStart + layout.ciphertextOffset);
+    return { kind: 'respond', bytes: out, auth: 'nts' };
+  }
+
+  private responseHeader(request: NtpHeader, quality: TimeQuality, receivedAtMicros: number, transmitAtMicros: number): NtpHeader {
+    const unsynchronized = quality.leap === 'unsynchronized' || quality.stratum >= 16;
+    return {
+      leap: unsynchronized ? 3 : LEAP_BITS[quality.leap],
+      version: request.version,
+      mode: NtpMode.Server,
+      stratum: unsynchronized ? 16 : quality.stratum,
+      poll: request.poll,
+      precision: quality.precision,
+      rootDelay: microsToNtpShort(quality.rootDelayMicros),
+      rootDispersion: microsToNtpShort(quality.rootDispersionMicros),
+      referenceId: quality.refid,
+      referenceTimestamp: quality.referenceTimeMicros === 0 ? NTP_TIMESTAMP_ZERO : unixMicrosToNtpTimestamp(quality.referenceTimeMicros),
+      // RFC 5905 §8: the client's transmit timestamp becomes our origin timestamp.
+      originTimestamp: request.transmitTimestamp,
+      receiveTimestamp: unixMicrosToNtpTimestamp(receivedAtMicros),
+      transmitTimestamp: unixMicrosToNtpTimestamp(transmitAtMicros),
+    };
+  }
+
+  /** RFC 5905 §7.4: stratum 0, leap 3, the kiss code as reference id. */
+  private kissHeader(request: NtpHeader, kiss: number, receivedAtMicros: number, transmitAtMicros: number): NtpHeader {
+    return {
+      leap: 3,
+      version: request.version,
+      mode: NtpMode.Server,
+      stratum: 0,
+      poll: request.poll,
+      precision: 0,
+      rootDelay: 0,
+      rootDispersion: 0,
+      referenceId: kiss,
+      referenceTimestamp: NTP_TIMESTAMP_ZERO,
+      originTimestamp: request.transmitTimestamp,
+      receiveTimestamp: unixMicrosToNtpTimestamp(receivedAtMicros),
+      transmitTimestamp: unixMicrosToNtpTimestamp(transmitAtMicros),
+    };
+  }
+
+  private kissOfDeath(header: NtpHeader, kiss: number, receivedAtMicros: number, transmitAtMicros: number): Uint8Array {
+    const out = new Uint8Array(NTP_HEADER_LENGTH);
+    writeNtpHeader(this.kissHeader(header, kiss, receivedAtMicros, transmitAtMicros), out, 0);
+    return out;
+  }
+
+  /** RFC 8915 §5.7: an NTS NAK echoes the Unique Identifier, carries no authenticator and no cookies. */
+  private ntsNak(header: NtpHeader, uniqueIdentifier: Uint8Array, receivedAtMicros: number, transmitAtMicros: number): Uint8Array {
+    const out = new Uint8Array(NTP_HEADER_LENGTH + EF_HEADER_LENGTH + uniqueIdentifier.length);
+    const offset = writeNtpHeader(this.kissHeader(header, KISS_NTSN, receivedAtMicros, transmitAtMicros), out, 0);
+    writeExtensionField(NtsFieldType.UniqueIdentifier, uniqueIdentifier, out, offset, EF_HEADER_LENGTH);
+    return out;
+  }
+}
+
+/** True when the first extension field after the header has an NTS type (RFC 8915 §5.3-5.6). */
+function looksLikeNts(request: Uint8Array): boolean {
+  if (request.length < NTP_HEADER_LENGTH + EF_HEADER_LENGTH) return false;
+  const type = ((request[NTP_HEADER_LENGTH] as number) << 8) | (request[NTP_HEADER_LENGTH + 1] as number);
+  return NTS_FIELD_TYPES.has(type);
+}
