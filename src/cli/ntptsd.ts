@@ -96,7 +96,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   }
   // Loaded only when running, so --check never depends on the server modules.
   const { runDaemon } = await import('../server/daemon.js');
-  return runDaemon(config, { configPath });
+  return runDaemon(config, { configPath, applyOverrides: (reloaded) => withOverrides(reloaded, flags) });
 }
 
 function isEntryPoint(): boolean {

@@ -1,0 +1,141 @@
+/**
+ * The NTP time service over UDP: one socket per `ntp.listen` address, every datagram handed to the pure
+ * `NtpResponder`. This shell only takes timestamps, applies the allow/deny lists, sends and counts.
+ */
+import dgram from 'node:dgram';
+import { BlockList, isIPv6 } from 'node:net';
+import { randomFillSync } from 'node:crypto';
+import type { Clock } from '../clock/clock.js';
+import type { KeyRing } from '../crypto/keyring.js';
+import { ClientTable } from '../proto/ntp/client-table.js';
+import { NtpResponder, type TimeQuality } from '../proto/ntp/server.js';
+import type { Cidr, HostPort, NtpConfig } from '../config/index.js';
+import { Counters } from './counters.js';
+import type { Logger } from './log.js';
+
+export class NtpServiceError extends Error {
+  override readonly name = 'NtpServiceError';
+  constructor(
+    readonly code: 'NTP_ADDRESS_IN_USE' | 'NTP_PERMISSION_DENIED' | 'NTP_ADDRESS_NOT_AVAILABLE' | 'NTP_BIND_FAILED',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type NtpCounterName = 'received' | 'responses' | 'kod' | 'drops' | 'denied' | 'send_errors';
+
+export interface NtpServiceOptions {
+  readonly config: NtpConfig;
+  readonly clock: Clock;
+  readonly keyRing: () => KeyRing;
+  readonly quality: (nowMicros: number) => TimeQuality;
+  readonly logger: Logger;
+}
+
+/** Random bytes for nonces and cookies, drawn from a pool refilled in one call: cheaper than randomBytes per nonce. */
+function pooledRandom(poolSize = 64 * 1024): (n: number) => Uint8Array {
+  const pool = Buffer.allocUnsafe(poolSize);
+  let used = poolSize;
+  return (n: number) => {
+    if (n > poolSize) return new Uint8Array(randomFillSync(Buffer.allocUnsafe(n)));
+    if (used + n > poolSize) {
+      randomFillSync(pool);
+      used = 0;
+    }
+    const out = Uint8Array.from(pool.subarray(used, used + n));
+    pool.fill(0, used, used + n); // never hand out the same bytes twice
+    used += n;
+    return out;
+  };
+}
+
+function blockListOf(list: readonly Cidr[]): BlockList {
+  const blocks = new BlockList();
+  for (const cidr of list) blocks.addSubnet(cidr.address, cidr.prefixLength, cidr.family);
+  return blocks;
+}
+
+export class NtpService {
+  readonly counters = new Counters<NtpCounterName>();
+  readonly clients: ClientTable;
+  readonly #sockets: dgram.Socket[] = [];
+  readonly #options: NtpServiceOptions;
+  readonly #responder: NtpResponder;
+  #allow: BlockList | null;
+  #deny: BlockList;
+
+  constructor(options: NtpServiceOptions) {
+    this.#options = options;
+    const { rateLimit } = options.config;
+    this.clients = new ClientTable({
+      capacity: rateLimit.tableSize,
+      rateLimit: { enabled: rateLimit.enabled, intervalMicros: rateLimit.intervalMs * 1000, burst: rateLimit.burst, kod: rateLimit.kod },
+    });
+    this.#responder = new NtpResponder({ clients: this.clients, keyRing: options.keyRing, quality: options.quality, random: pooledRandom() });
+    this.#allow = options.config.allow.length > 0 ? blockListOf(options.config.allow) : null;
+    this.#deny = blockListOf(options.config.deny);
+  }
+
+  /** Binds every address; on failure closes what was bound and throws a coded error naming the address. */
+  async start(): Promise<Array<{ address: string; port: number }>> {
+    const bound: Array<{ address: string; port: number }> = [];
+    try {
+      for (const [index, listen] of this.#options.config.listen.entries()) bound.push(await this.#bind(listen, index));
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+    return bound;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#sockets.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  #bind(listen: HostPort, index: number): Promise<{ address: string; port: number }> {
+    const v6 = listen.family === 'ipv6' || isIPv6(listen.host);
+    // v6-only so that "[::]:123" and "0.0.0.0:123" can both be bound, as the defaults do.
+    const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, reuseAddr: false });
+    const where = v6 ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`;
+    return new Promise((resolve, reject) => {
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        socket.close();
+        const key = `ntp.listen[${index}]`;
+        if (error.code === 'EADDRINUSE') reject(new NtpServiceError('NTP_ADDRESS_IN_USE', `${key}: ${where} is already in use (another NTP server running?); change ${key}`));
+        else if (error.code === 'EACCES') reject(new NtpServiceError('NTP_PERMISSION_DENIED', `${key}: no permission to bind ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE); change ${key}`));
+        else if (error.code === 'EADDRNOTAVAIL') reject(new NtpServiceError('NTP_ADDRESS_NOT_AVAILABLE', `${key}: ${where} is not an address of this machine; change ${key}`));
+        else reject(new NtpServiceError('NTP_BIND_FAILED', `${key}: cannot bind ${where}: ${error.code ?? error.message}`));
+      });
+      socket.bind({ address: listen.host, port: listen.port, exclusive: true }, () => {
+        socket.removeAllListeners('error');
+        socket.on('error', (error) => this.#options.logger.warn({ err: error, listen: where }, 'NTP socket error'));
+        socket.on('message', (message, remote) => this.#onMessage(socket, message, remote));
+        this.#sockets.push(socket);
+        const address = socket.address();
+        resolve({ address: address.address, port: address.port });
+      });
+    });
+  }
+
+  #onMessage(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): void {
+    // RFC 5905 §8: the receive timestamp is taken as early as possible.
+    const receivedAt = this.#options.clock.nowMicros();
+    this.counters.inc('received');
+    const family = remote.family === 'IPv6' ? 'ipv6' : 'ipv4';
+    if (this.#deny.check(remote.address, family) || (this.#allow !== null && !this.#allow.check(remote.address, family))) {
+      this.counters.inc('denied');
+      return;
+    }
+    const decision = this.#responder.handle(remote.address, message, receivedAt, this.#options.clock.nowMicros());
+    if (decision.kind === 'drop') {
+      this.counters.inc('drops', decision.reason);
+      return;
+    }
+    if (decision.kiss !== undefined) this.counters.inc('kod', decision.kiss);
+    else this.counters.inc('responses', decision.auth);
+    socket.send(decision.bytes, remote.port, remote.address, (error) => {
+      if (error) this.counters.inc('send_errors');
+    });
+  }
+}
