@@ -1,8 +1,12 @@
 /**
  * Stage 2 of config loading: rules that relate several fields of an already well-typed config. Every rule runs;
  * the result lists every problem, keyed by the file's key paths (`listener[1].address`).
+ *
+ * Some rules concern services or time sources that are not available yet (`AVAILABLE_SERVICES` in types.ts), so no
+ * file that passes the schema can trigger them today ("metrics" alone on its listener, the ntpd overlap, ...). They
+ * stay, unit-tested on hand-built configs, for when those capabilities land.
  */
-import type { Config, ConfigProblem, ListenerConfig, ServiceName } from './types.js';
+import { AVAILABLE_SERVICES, type Config, type ConfigProblem, type ListenerConfig, type ServiceName } from './types.js';
 import { formatHostPort, type HostPort } from './values.js';
 
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
@@ -10,6 +14,9 @@ const MAX_SOCKET_PATH_BYTES = 107;
 
 /** Services that only make sense inside TLS (chosen by ALPN). */
 const TLS_ONLY: readonly ServiceName[] = ['nts-ke', 'eks'];
+
+/** Why a path listener cannot serve a service: they serve "mgmt" only, which may not have landed yet. */
+const UNIX_ONLY_MGMT = `Unix sockets serve "mgmt" only${AVAILABLE_SERVICES.includes('mgmt') ? '' : ', which is not available in this version'}`;
 
 /** Services that hand out keys for the NTP service, so they need one. */
 const NEEDS_NTP: readonly ServiceName[] = ['nts-ke', 'eks'];
@@ -110,7 +117,7 @@ function checkListener(
     listener.services.forEach((service, j) => {
       if (service === 'mgmt') return;
       const why = TLS_ONLY.includes(service) ? `needs TLS, which a path listener does not offer` : 'is not served on path listeners';
-      report(`${at}.services[${j}]`, `"${service}" ${why} (Unix sockets serve "mgmt" only)`);
+      report(`${at}.services[${j}]`, `"${service}" ${why} (${UNIX_ONLY_MGMT})`);
     });
     const bytes = Buffer.byteLength(listener.path);
     if (bytes > MAX_SOCKET_PATH_BYTES) {

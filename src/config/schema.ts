@@ -12,6 +12,8 @@ import { z } from 'zod';
 import {
   AEAD_NAMES,
   ANONYMOUS_ROLES,
+  AVAILABLE_SERVICES,
+  AVAILABLE_TIME_SOURCES,
   LEAP_INDICATORS,
   LOG_FORMATS,
   LOG_LEVELS,
@@ -61,12 +63,9 @@ export const DEFAULTS = {
     'root-dispersion': '0s',
     leap: 'none',
   },
-  listener: [
-    { address: '[::]:4460', services: ['nts-ke', 'eks'], 'default-service': 'nts-ke' },
-    { address: '127.0.0.1:4461', services: ['mgmt'] },
-    { path: 'ntptsd.sock', services: ['mgmt'] },
-    { address: '127.0.0.1:9975', services: ['metrics'] },
-  ],
+  // Only available services (types.ts). The design's other defaults return with their services: "eks" on this
+  // listener, "mgmt" on 127.0.0.1:4461 and <state-dir>/ntptsd.sock, "metrics" on 127.0.0.1:9975.
+  listener: [{ address: '[::]:4460', services: ['nts-ke'], 'default-service': 'nts-ke' }],
   nts: {
     aead: ['AES-SIV-CMAC-256', 'AES-SIV-CMAC-512'],
     cookies: 8,
@@ -149,14 +148,28 @@ function int(min: number, max: number = Number.MAX_SAFE_INTEGER) {
   });
 }
 
-function oneOf<const T extends readonly [string, ...string[]]>(noun: string, values: T) {
-  return z.enum(values, {
+/**
+ * One of `values`. With `available` (a subset, see `AVAILABLE_SERVICES` in types.ts), only those are accepted: a
+ * known but unavailable value gets "not available in this version". Misspellings are matched against every known
+ * value (the intended name is the likeliest one, available or not); the fallback list names the accepted ones.
+ */
+function oneOf<const T extends readonly [string, ...string[]]>(noun: string, values: T, available: readonly T[number][] = values) {
+  const accepted = z.enum(values, {
     error: (iss) => {
       if (iss.input === undefined) return undefined;
       if (typeof iss.input !== 'string') return `expected a ${noun} string, got ${describeValue(iss.input)}`;
-      const hint = didYouMean(iss.input, values) || ` (expected one of: ${values.join(', ')})`;
+      const hint = didYouMean(iss.input, values) || ` (expected one of: ${available.join(', ')})`;
       return `unknown ${noun} ${JSON.stringify(iss.input)}${hint}`;
     },
+  });
+  if (available.length === values.length) return accepted;
+  return accepted.superRefine((value, ctx) => {
+    if (available.includes(value)) return;
+    ctx.addIssue({
+      code: 'custom',
+      message: `${noun} ${JSON.stringify(value)} is not available in this version (available: ${available.join(', ')})`,
+      input: value,
+    });
   });
 }
 
@@ -242,7 +255,7 @@ const ntpSchema = table({
 
 const T = DEFAULTS.time;
 const timeSchema = table({
-  source: oneOf('time source', TIME_SOURCES).prefault(T.source),
+  source: oneOf('time source', TIME_SOURCES, AVAILABLE_TIME_SOURCES).prefault(T.source),
   stratum: int(1, 15).prefault(T.stratum),
   refid: syntax('a refid string', parseRefid).prefault(T.refid),
   precision: int(-32, 0).prefault(T.precision),
@@ -259,9 +272,10 @@ const timeSchema = table({
   leap: r.leap,
 }));
 
-const service = () => oneOf('service', SERVICE_NAMES);
+const service = () => oneOf('service', SERVICE_NAMES, AVAILABLE_SERVICES);
 
-function transportOf(kind: 'tcp' | 'unix', services: readonly ServiceName[]): ListenerTransport {
+/** How a listener's bytes are carried, implied by its kind and services (exported for tests). */
+export function transportOf(kind: 'tcp' | 'unix', services: readonly ServiceName[]): ListenerTransport {
   if (services.includes('metrics')) return 'http';
   return kind === 'unix' ? 'plain' : 'tls';
 }

@@ -20,6 +20,20 @@ export type ServiceName = (typeof SERVICE_NAMES)[number];
 export const TIME_SOURCES = ['static', 'ntpd', 'chrony', 'sources'] as const;
 export type TimeSourceKind = (typeof TIME_SOURCES)[number];
 
+/*
+ * Availability: the names above are the whole design; these lists are what this version can actually run, so the
+ * schema accepts only them (`ntptsd --check` must never accept a config that would fail when the daemon starts).
+ * They grow as capabilities land; a known name that is not listed here is rejected with "not available in this
+ * version", an unknown one with a did-you-mean. Settings that only matter to an unavailable value (`[ntpd]`,
+ * `[mgmt]`, `tls.client-ca`) are still accepted and validated: they are harmless until their value arrives.
+ */
+
+/** Services this version serves; grows as capabilities land. */
+export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke'];
+
+/** Time sources this version runs; grows as capabilities land. */
+export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static'];
+
 export const LEAP_INDICATORS = ['none', 'add', 'delete'] as const;
 export type LeapIndicator = (typeof LEAP_INDICATORS)[number];
 

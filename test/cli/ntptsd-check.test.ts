@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { main } from '../../src/cli/ntptsd.js';
-import { DEFAULT_CONFIG_PATH, defaultConfig, loadConfigFile, loadConfigText, type ConfigResult } from '../../src/config/index.js';
+import { DEFAULT_CONFIG_PATH, defaultConfig, formatHostPort, loadConfigFile, loadConfigText, type ConfigResult } from '../../src/config/index.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const samples = join(root, 'test/config');
@@ -60,6 +60,15 @@ describe('ntptsd --check (spawned)', { concurrency: true }, () => {
     assert.equal(run.code, 2);
     assert.equal(run.stdout, '');
     assert.equal(run.stderr, readFileSync(join(samples, 'invalid/check-services.expected'), 'utf8'));
+  });
+
+  it('a service or time source this version does not ship is refused by --check, not at run time: exit 2', async () => {
+    for (const name of ['services-unavailable', 'time-source-unavailable']) {
+      const run = await ntptsd('--check', '-c', join(samples, `invalid/${name}.toml`));
+      assert.equal(run.code, 2, name);
+      assert.equal(run.stdout, '', name);
+      assert.equal(run.stderr, readFileSync(join(samples, `invalid/${name}.expected`), 'utf8'), name);
+    }
   });
 
   it('with a missing file: names it, exit 2', async () => {
@@ -140,5 +149,22 @@ describe('main() (in process)', () => {
     const path = join(tmp, 'bad.toml');
     writeFileSync(path, '[nts]\ncookies = 0\n');
     assert.deepEqual(await run(['-c', path]), { code: 2, stdout: '', stderr: 'nts.cookies: must be between 1 and 8, got 0\n' });
+    writeFileSync(path, '[[listener]]\naddress = "127.0.0.1:4461"\nservices = ["mgmt"]\n');
+    assert.deepEqual(await run(['-c', path]), {
+      code: 2,
+      stdout: '',
+      stderr: 'listener[0].services[0]: service "mgmt" is not available in this version (available: nts-ke)\n',
+    });
+  });
+
+  it('the built-in defaults serve NTS-KE on [::]:4460 only', async () => {
+    const result = await run(['--check']);
+    assert.equal(result.code, 0);
+    const config = valid(loadConfigText(result.stdout, 'stdout'));
+    assert.deepEqual(
+      config.listeners.map((l) => [l.kind === 'tcp' ? formatHostPort(l.address) : l.path, l.services, l.defaultService]),
+      [['[::]:4460', ['nts-ke'], 'nts-ke']],
+    );
+    assert.equal(config.time.source, 'static');
   });
 });
