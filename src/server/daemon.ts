@@ -15,7 +15,7 @@ import { StaticSource } from '../source/static.js';
 import type { TimeSource } from '../source/source.js';
 import { CertificateWatcher, loadTlsMaterial, type TlsMaterial } from './certificate.js';
 import { KeyRingStore } from './keyring-store.js';
-import { ListenerSet, type ListenerSpec } from './listeners.js';
+import { ListenerSet, formatSocketAddress, type ListenerSpec } from './listeners.js';
 import { createLogger, type Logger } from './log.js';
 import { NtpService } from './ntp-service.js';
 import { ServiceRegistry } from './service.js';
@@ -158,7 +158,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     logger.info(
       {
         ntp: ntpBound.map((b) => (b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`)),
-        listeners: bound.map((b) => ({ name: b.name, services: b.services, address: b.address.kind === 'tcp' ? `${b.address.address}:${b.address.port}` : b.address.path })),
+        listeners: bound.map((b) => ({ name: b.name, services: b.services, address: formatSocketAddress(b.address) })),
         source: source.describe(),
       },
       'ready',
