@@ -5,7 +5,7 @@
  * SIGHUP reloads the config file and the certificates without dropping connections; the certificate files are
  * also watched. SIGTERM/SIGINT stop accepting, let exchanges in flight finish, persist state and exit 0.
  */
-import { chown } from 'node:fs/promises';
+import { access, chown, constants } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { PreciseClock } from '../clock/clock.js';
 import { aeadByName } from '../crypto/aead.js';
@@ -86,6 +86,15 @@ async function dropPrivileges(user: string, stateDir: string, logger: Logger): P
   process.setgroups?.([gid]);
   process.setgid?.(gid);
   process.setuid?.(uid);
+  // Rotation writes the key ring later: find out now, not at the first rotation, if the user cannot.
+  try {
+    await access(stateDir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    throw Object.assign(
+      new Error(`daemon.user: "${user}" cannot write daemon.state-dir ${stateDir} (${(error as NodeJS.ErrnoException).code}); make its parent directories traversable or choose another state-dir`),
+      { code: 'STATE_DIR_NOT_WRITABLE' },
+    );
+  }
   logger.info({ user, uid, gid }, 'dropped privileges');
 }
 
