@@ -111,7 +111,7 @@ class SivAead implements Aead {
 export function createAead(id: number | AeadAlgorithm, key: Uint8Array): Aead {
   const algorithm = typeof id === 'number' ? BY_ID.get(id) : BY_ID.get(id.id);
   if (algorithm === undefined) {
-    throw new UsageError('CRYPTO_UNKNOWN_AEAD', `AEAD algorithm ${typeof id === 'number' ? id : id.id} is not implemented`);
+    throw new UsageError('CRYPTO_UNKNOWN_AEAD', `AEAD algorithm ${typeof id === 'number' ? id : id.id} is not supported`);
   }
   if (key.length !== algorithm.keyLength) {
     throw new UsageError('CRYPTO_BAD_KEY_LENGTH', `${algorithm.name} needs a ${algorithm.keyLength}-byte key, got ${key.length}`);

@@ -28,7 +28,7 @@ export type CookieOpenFailure = 'COOKIE_MALFORMED' | 'COOKIE_UNKNOWN_KEY' | 'COO
 /** Length of a cookie carrying keys of `aead`. */
 export function cookieLength(aead: number): number {
   const algorithm = aeadById(aead);
-  if (algorithm === undefined) throw new UsageError('COOKIE_UNKNOWN_AEAD', `AEAD ${aead} is not implemented`);
+  if (algorithm === undefined) throw new UsageError('COOKIE_UNKNOWN_AEAD', `AEAD ${aead} is not supported`);
   return HEADER_LENGTH + TAG_LENGTH + 4 + 2 * algorithm.keyLength;
 }
 

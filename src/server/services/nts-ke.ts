@@ -123,7 +123,7 @@ export class NtsKeService implements Service {
     }
     try {
       const algorithm = aeadById(outcome.aead);
-      if (algorithm === undefined) throw new Error(`negotiated AEAD ${outcome.aead} is not implemented`);
+      if (algorithm === undefined) throw new Error(`negotiated AEAD ${outcome.aead} is not supported`);
       // RFC 8915 §5.1: both keys come from the TLS exporter, one context per direction.
       const c2s = socket.exportKeyingMaterial(algorithm.keyLength, NTS_EXPORTER_LABEL, Buffer.from(exporterContext(outcome.protocol, outcome.aead, 'c2s')));
       const s2c = socket.exportKeyingMaterial(algorithm.keyLength, NTS_EXPORTER_LABEL, Buffer.from(exporterContext(outcome.protocol, outcome.aead, 's2c')));
