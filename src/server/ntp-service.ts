@@ -122,6 +122,12 @@ export class NtpService {
     // RFC 5905 §8: the receive timestamp is taken as early as possible.
     const receivedAt = this.#options.clock.nowMicros();
     this.counters.inc('received');
+    // Source port 0 cannot be answered (dgram's send() throws synchronously for it) and only comes from raw
+    // or spoofed packets: drop it before any work. Unchecked, one such datagram crashed the daemon.
+    if (remote.port === 0) {
+      this.counters.inc('drops', 'bad_source_port');
+      return;
+    }
     const family = remote.family === 'IPv6' ? 'ipv6' : 'ipv4';
     if (this.#deny.check(remote.address, family) || (this.#allow !== null && !this.#allow.check(remote.address, family))) {
       this.counters.inc('denied');
@@ -134,8 +140,13 @@ export class NtpService {
     }
     if (decision.kiss !== undefined) this.counters.inc('kod', decision.kiss);
     else this.counters.inc('responses', decision.auth);
-    socket.send(decision.bytes, remote.port, remote.address, (error) => {
-      if (error) this.counters.inc('send_errors');
-    });
+    try {
+      socket.send(decision.bytes, remote.port, remote.address, (error) => {
+        if (error) this.counters.inc('send_errors');
+      });
+    } catch {
+      // send() also throws synchronously (bad port or address, closed socket): never let a datagram stop us.
+      this.counters.inc('send_errors');
+    }
   }
 }

@@ -20,7 +20,7 @@ import { createAead } from '../../crypto/aead.js';
 import type { KeyRing, RandomBytes } from '../../crypto/keyring.js';
 import type { ClientTable } from './client-table.js';
 import { COOKIE_NONCE_LENGTH, openCookie, sealCookie } from '../nts/cookie.js';
-import { EF_HEADER_LENGTH, type ExtensionField, writeExtensionField } from './extensions.js';
+import { EF_HEADER_LENGTH, MAC_MAX_LENGTH, type ExtensionField, writeExtensionField } from './extensions.js';
 import { NTP_HEADER_LENGTH, NtpMode, type NtpHeader, decodeNtpPacket, encodeKissCode, writeNtpHeader } from './packet.js';
 import { NTP_TIMESTAMP_ZERO, microsToNtpShort, unixMicrosToNtpTimestamp } from './timestamp.js';
 import { NTS_NONCE_LENGTH, NtsFieldType, decodeNtsView, ntsAuthenticatorLayout, writeNtsAuthenticatorFrame } from '../nts/extension-fields.js';
@@ -80,7 +80,7 @@ export class NtpResponder {
     if (mode !== NtpMode.Client) return { kind: 'drop', reason: 'bad_mode', detail: `mode ${mode}` };
 
     // NTS packets may use short fields and carry no MAC (RFC 8915 §5.6); look for NTS types first.
-    const nts = version === 4 && request.length > NTP_HEADER_LENGTH && looksLikeNts(request);
+    const nts = version === 4 && looksLikeNts(request);
     const decoded = decodeNtpPacket(request, nts ? NTS_DECODE_OPTIONS : undefined);
     if (!decoded.ok) return { kind: 'drop', reason: 'malformed', detail: decoded.error.code };
     const packet = decoded.value;
@@ -218,9 +218,21 @@ export class NtpResponder {
   }
 }
 
-/** True when the first extension field after the header has an NTS type (RFC 8915 §5.3-5.6). */
+/**
+ * True when an extension field with an NTS type (RFC 8915 §5.3-5.6) follows the header, at any position:
+ * RFC 8915 fixes no field order, and looking only at the first field answered an NTS request that starts
+ * with another field in plain, unauthenticated NTP. The walk follows the field lengths and stops where a
+ * legacy MAC may start (24 octets or fewer left, RFC 7822 §3), so a MAC whose key id happens to read as an
+ * NTS type is not mistaken for a field. Every step advances at least 4 octets: O(length), never throws.
+ */
 function looksLikeNts(request: Uint8Array): boolean {
-  if (request.length < NTP_HEADER_LENGTH + EF_HEADER_LENGTH) return false;
-  const type = ((request[NTP_HEADER_LENGTH] as number) << 8) | (request[NTP_HEADER_LENGTH + 1] as number);
-  return NTS_FIELD_TYPES.has(type);
+  let pos = NTP_HEADER_LENGTH;
+  while (request.length - pos > MAC_MAX_LENGTH) {
+    const type = ((request[pos] as number) << 8) | (request[pos + 1] as number);
+    if (NTS_FIELD_TYPES.has(type)) return true;
+    const length = ((request[pos + 2] as number) << 8) | (request[pos + 3] as number);
+    if (length < EF_HEADER_LENGTH || length % 4 !== 0) return false;
+    pos += length;
+  }
+  return false;
 }
