@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type TLSSocket } from 'node:tls';
-import { copyFileSync, renameSync } from 'node:fs';
+import { copyFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCa } from '../interop/peers.js';
 import { freeTcpPort, freeUdpPort, loopbackConfig, startDaemon } from '../helpers/daemon.js';
@@ -29,7 +29,10 @@ test('replacing the certificate files reloads them without dropping connections'
   copyFileSync(first.serverKey, keyPath);
   const config = loopbackConfig(ntpPort, kePort).replace('[ntp]', `[tls]\ncertificate = "${certPath}"\nprivate-key = "${keyPath}"\n\n[ntp]`);
   const running = await startDaemon({ config, dir: daemon.dir });
-  t.after(() => running.stop());
+  t.after(async () => {
+    await running.stop();
+    rmSync(daemon.dir, { recursive: true, force: true });
+  });
 
   const established = await open(kePort, first.caCertPem);
   const before = established.getPeerX509Certificate()?.fingerprint256;
