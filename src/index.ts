@@ -1,6 +1,7 @@
 /**
- * ntptsd as a library: the pure protocol codecs and crypto, the precise clock and the configuration loader.
- * Everything here is usable without starting the daemon.
+ * ntptsd as a library: the pure protocol codecs and crypto, the precise clock, the configuration loader, and
+ * the NTP/NTS clients (errors are `ClientError` with a stable `code`). Everything here is usable without
+ * starting the daemon.
  */
 
 export { DecodeError, UsageError, type Result } from './proto/errors.js';
@@ -39,3 +40,7 @@ export { createAead, aeadById, aeadByName, AEAD_ALGORITHMS, type Aead, type Aead
 export { constantTimeEqual } from './crypto/constant-time.js';
 
 export { loadConfigFile, loadConfigText, defaultConfig, formatConfig, type Config } from './config/index.js';
+
+export { ClientError, type ClientErrorCode } from './client/errors.js';
+export { ntsKeyExchange, NTSKE_DEFAULT_PORT, NTP_DEFAULT_PORT, DEFAULT_CLIENT_AEADS, type NtsKeOptions, type NtsKeResult } from './client/ntske.js';
+export { queryTime, queryNtp, NtsClient, type TimeSample, type Leap, type QueryOptions, type NtsClientOptions, type TimeQueryOptions } from './client/ntp.js';

@@ -98,12 +98,15 @@ interface Exchange {
 /** Sends one request and waits for the first acceptable answer; returns the header and T1/T4. */
 async function exchange(address: string, family: 4 | 6, port: number, timeoutMs: number, clock: Clock, build: (t1: NtpTimestamp) => Exchange) {
   const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+  const where = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
   try {
     return await new Promise<{ header: NtpHeader; t1: number; t4: number }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ClientError('NTP_TIMEOUT', `no valid answer from ${family === 6 ? `[${address}]` : address}:${port} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new ClientError('NTP_TIMEOUT', `no valid answer from ${where} within ${timeoutMs} ms`)), timeoutMs);
       socket.once('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new ClientError('NTP_SOCKET', `socket error talking to ${address}:${port}: ${error.code ?? error.message}`));
+        // Fix: IPv6 addresses are bracketed here too; ECONNREFUSED (ICMP port unreachable) is said plainly.
+        const reason = error.code === 'ECONNREFUSED' ? 'port unreachable (ECONNREFUSED)' : (error.code ?? error.message);
+        reject(new ClientError('NTP_SOCKET', `socket error talking to ${where}: ${reason}`));
       });
       let t1 = 0;
       let pending: Exchange | undefined;
@@ -131,7 +134,12 @@ async function exchange(address: string, family: 4 | 6, port: number, timeoutMs:
 function checkHeader(header: NtpHeader, sent: NtpTimestamp, where: string): NtpHeader | null | ClientError {
   if (header.mode !== NtpMode.Server || !ntpTimestampEquals(header.originTimestamp, sent) || isZeroNtpTimestamp(header.transmitTimestamp)) return null;
   const kiss = kissCodeOf(header);
-  if (kiss !== null) return new ClientError('NTP_KISS', `${where} sent kiss-o'-death ${kissCodeText(kiss)}`, { kiss: kissCodeText(kiss) });
+  if (kiss !== null) {
+    const text = kissCodeText(kiss);
+    // RFC 5905 §7.4: INIT and STEP say "not synchronised yet", not "go away".
+    if (text === 'INIT' || text === 'STEP') return new ClientError('NTP_UNSYNCHRONIZED', `${where} is not synchronised yet (kiss code ${text})`, { kiss: text });
+    return new ClientError('NTP_KISS', `${where} sent kiss-o'-death ${text}`, { kiss: text });
+  }
   if (header.leap === 3 || header.stratum >= 16) return new ClientError('NTP_UNSYNCHRONIZED', `${where} is not synchronised (leap ${header.leap}, stratum ${header.stratum})`);
   return header;
 }
@@ -260,7 +268,9 @@ export class NtsClient {
         return checked;
       },
     }));
-    this.#cookies.push(...fresh);
+    // Fix: never more than the target, even from a server that sends more cookies than it was asked for (the
+    // jar used to grow by whatever each answer carried).
+    this.#cookies.push(...fresh.slice(0, Math.max(0, (this.options.cookieTarget ?? 8) - this.#cookies.length)));
     return sampleOf(header, t1, t4, { address, port: ke.ntpPort }, { kind: 'nts', aead: ke.aead.id, aeadName: ke.aead.name });
   }
 }

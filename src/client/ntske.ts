@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { aeadById, type AeadAlgorithm } from '../crypto/aead.js';
 import { DecodeError } from '../proto/errors.js';
 import { RecordDecoder, NEED_DATA } from '../proto/ntske/decoder.js';
-import { MessageCollector, encodeMessage } from '../proto/ntske/message.js';
+import { MessageCollector, ViolationCodes, encodeMessage } from '../proto/ntske/message.js';
 import { AeadAlgorithms, ErrorCodes, NextProtocols, aeadAlgorithmRecord, nextProtocolRecord } from '../proto/ntske/records.js';
 import { NTS_EXPORTER_LABEL, exporterContext } from '../proto/ntske/server.js';
 import { ClientError } from './errors.js';
@@ -66,6 +66,15 @@ const CERT_ERRORS = new Set([
   'CERT_REJECTED',
 ]);
 
+/**
+ * One line for people: OpenSSL errors carry a multi-line message (the error queue) but a short `reason`
+ * (e.g. "wrong version number"). Fix: the multi-line message used to end up in ClientError.message.
+ */
+function errorText(error: Error & { reason?: unknown }): string {
+  const text = typeof error.reason === 'string' && error.reason !== '' ? error.reason : error.message;
+  return text.replace(/\s+/g, ' ').trim();
+}
+
 function isIpLiteral(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(':');
 }
@@ -104,10 +113,10 @@ export function ntsKeyExchange(host: string, options: NtsKeOptions = {}): Promis
 
     socket.once('error', (error: NodeJS.ErrnoException) => {
       const code = error.code ?? '';
-      if (CERT_ERRORS.has(code)) fail(new ClientError('KE_CERTIFICATE', `certificate of ${where} not trusted: ${error.message}`, { tlsError: code }));
+      if (CERT_ERRORS.has(code)) fail(new ClientError('KE_CERTIFICATE', `certificate of ${where} not trusted: ${errorText(error)}`, { tlsError: code }));
       else if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
         fail(new ClientError('KE_CONNECT', `cannot connect to ${where}: ${code}`));
-      } else fail(new ClientError('KE_TLS', `TLS with ${where} failed: ${error.message}`, { tlsError: code }));
+      } else fail(new ClientError('KE_TLS', `TLS with ${where} failed: ${errorText(error)}`, { tlsError: code }));
     });
 
     socket.once('secureConnect', () => {
@@ -166,7 +175,9 @@ export function ntsKeyExchange(host: string, options: NtsKeOptions = {}): Promis
         fail(new ClientError('KE_NO_AEAD', `${where} supports none of the offered AEAD algorithms (${offered.join(', ')})`));
         return;
       }
-      const violation = message.violations[0];
+      // Fix: the collector also lists "no cookie" as a violation, which made KE_NO_COOKIES below unreachable
+      // (zero cookies came out as KE_BAD_RESPONSE); leave that case to its own code.
+      const violation = message.violations.find((v) => v.code !== ViolationCodes.MISSING_COOKIE);
       if (violation !== undefined) {
         fail(new ClientError('KE_BAD_RESPONSE', `invalid NTS-KE response from ${where}: ${violation.message}`, { violation: violation.code }));
         return;

@@ -76,9 +76,12 @@ export class PreciseClock implements Clock {
   nowMicros(): number {
     const mono = this.sources.monotonicNanos();
     const micros = this.anchorWallMicros + Number((mono - this.anchorMonoNanos) / 1000n);
-    // Date.now() truncates to the millisecond: the true time lies in [wall, wall + 1000) µs.
+    // Date.now() truncates to the millisecond: the true time at that read lies in [wall, wall + 1000) µs. The
+    // second monotonic read brackets the wall read, so being descheduled between the reads (a loaded machine)
+    // widens the window instead of looking like a step.
     const wallMicros = this.sources.wallMillis() * 1000;
-    if (micros < wallMicros - this.stepToleranceMicros || micros >= wallMicros + 1000 + this.stepToleranceMicros) {
+    const latest = this.anchorWallMicros + Number((this.sources.monotonicNanos() - this.anchorMonoNanos) / 1000n);
+    if (latest < wallMicros - this.stepToleranceMicros || micros >= wallMicros + 1000 + this.stepToleranceMicros) {
       this.anchor();
       const after = this.anchorWallMicros + Number((this.sources.monotonicNanos() - this.anchorMonoNanos) / 1000n);
       this.steps++;

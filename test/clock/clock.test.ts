@@ -86,3 +86,18 @@ test('the manual clock is set by hand', () => {
   clock.set(3);
   assert.equal(clock.nowMicros(), 3);
 });
+
+test('being descheduled between the clock reads is not taken for a step', () => {
+  // The wall read happens 5 ms after the first monotonic read, as on a loaded machine.
+  let mono = 0n;
+  const sources: ClockSources = {
+    monotonicNanos: () => (mono += 1_000n),
+    wallMillis: () => {
+      mono += 5_000_000n;
+      return 1_700_000_000_000 + Number(mono / 1_000_000n);
+    },
+  };
+  const clock = new PreciseClock(sources);
+  for (let i = 0; i < 100; i++) clock.nowMicros();
+  assert.equal(clock.steps, 0);
+});
