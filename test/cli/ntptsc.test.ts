@@ -3,9 +3,8 @@
 // did not sign the daemon's certificate).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { main } from '../../src/cli/ntptsc.js';
 import {
   formatCookies,
@@ -22,37 +21,15 @@ import {
 } from '../../src/cli/format.js';
 import { aeadById, type AeadAlgorithm } from '../../src/crypto/aead.js';
 import type { NtsKeResult } from '../../src/client/ntske.js';
+import { runCli, runInProcess, type CliRun } from '../helpers/cli.js';
 import { freeTcpPort, freeUdpPort, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { makeTestCa } from '../interop/peers.js';
 
-const root = resolve(import.meta.dirname, '../..');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `ntptsc ARGS` as a user runs it. */
-function ntptsc(...args: string[]): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/ntptsc.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
+const ntptsc = (...args: string[]): Promise<CliRun> => runCli('ntptsc', ...args);
 
 /** `ntptsc ARGS` in this process (for usage errors: no network, no spawn). */
-async function inProcess(...args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
+const inProcess = (...args: string[]): Promise<CliRun> => runInProcess((io) => main(args, io));
 
 /** `key: value` lines into a map (values trimmed). */
 function rows(text: string): Map<string, string> {
@@ -66,7 +43,7 @@ function rows(text: string): Map<string, string> {
 }
 
 /** Exit 1, exactly one `ntptsc: ...` line on stderr. */
-function assertFailure(run: Run, reason: RegExp): void {
+function assertFailure(run: CliRun, reason: RegExp): void {
   assert.equal(run.code, 1, run.stderr);
   assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
   assert.match(run.stderr, reason);

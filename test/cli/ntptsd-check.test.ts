@@ -1,34 +1,18 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { main } from '../../src/cli/ntptsd.js';
+import { runCli, runInProcess, type CliRun } from '../helpers/cli.js';
 import { defaultConfig, formatHostPort, loadConfigFile, loadConfigText, type ConfigResult } from '../../src/config/index.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const samples = join(root, 'test/config');
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `ntptsd ARGS` exactly as `npm start` runs it. */
-function ntptsd(...args: string[]): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/ntptsd.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
+const ntptsd = (...args: string[]): Promise<CliRun> => runCli('ntptsd', ...args);
 
 function valid(result: ConfigResult) {
   assert.ok(result.ok, result.ok ? '' : result.error.message);
@@ -39,10 +23,8 @@ describe('ntptsd --check (spawned)', { concurrency: true }, () => {
   it('without -c and without the default file: prints the built-in defaults, exit 0', async () => {
     // In-process, pointing the default path at a file that cannot exist, so a real /etc/ntptsd/ntptsd.toml
     // on the machine does not change the outcome.
-    let stdout = '';
-    let stderr = '';
     const missing = join(tmpdir(), `ntptsd-no-such-dir-${process.pid}`, 'ntptsd.toml');
-    const code = await main(['--check'], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), defaultConfigPath: missing });
+    const { code, stdout, stderr } = await runInProcess((io) => main(['--check'], { ...io, defaultConfigPath: missing }));
     assert.equal(stderr, '');
     assert.equal(code, 0);
     assert.match(stdout, /^# ntptsd .*: effective configuration from built-in defaults\n/);
@@ -104,11 +86,8 @@ describe('main() (in process)', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'ntptsd-cli-'));
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  async function run(argv: string[], defaultConfigPath = join(tmp, 'absent.toml')): Promise<Run> {
-    let stdout = '';
-    let stderr = '';
-    const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), defaultConfigPath });
-    return { code, stdout, stderr };
+  function run(argv: string[], defaultConfigPath = join(tmp, 'absent.toml')): Promise<CliRun> {
+    return runInProcess((io) => main(argv, { ...io, defaultConfigPath }));
   }
 
   it('--version and --help exit 0 on stdout', async () => {

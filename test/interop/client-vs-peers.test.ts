@@ -27,55 +27,26 @@ import { ntsKeyExchange, type NtsKeResult } from '../../src/client/ntske.js';
 import { keExchange, keRequest } from '../helpers/nts-client.js';
 import {
   REPO_ROOT,
+  TSX_LOADER,
   assertNoSysTime,
+  chronyNtsServerLines,
   createNetns,
-  freePort,
   makeTempDir,
   makeTestCa,
   parseColonFields,
   requirePeers,
   runCommand,
   runInNetns,
+  startChronyNtsServer,
   startChronyd,
-  startNtpsec,
+  startNtpsecNtsServer,
   waitFor,
   type Chronyd,
   type Netns,
-  type TestCa,
 } from './peers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // chronyd on the host loopback, client in this process
-
-interface ChronyServer {
-  chrony: Chronyd;
-  ntpPort: number;
-  ntsPort: number;
-  /** PEM of the CA that issued chrony's certificate. */
-  caPem: string;
-}
-
-async function startChronyNtsServer(t: TestContext, name: string, ca?: TestCa): Promise<ChronyServer> {
-  requirePeers(t);
-  const testCa = ca ?? (await makeTestCa({ t, via: 'x509' }));
-  const ntpPort = await freePort('udp');
-  const ntsPort = await freePort('tcp');
-  const chrony = await startChronyd({
-    t,
-    name,
-    confLines: [
-      `port ${ntpPort}`,
-      `ntsport ${ntsPort}`,
-      'allow 127.0.0.1',
-      'allow ::1',
-      'local stratum 10',
-      `ntsservercert ${testCa.serverCert}`,
-      `ntsserverkey ${testCa.serverKey}`,
-    ],
-  });
-  assertNoSysTime(chrony.pid);
-  return { chrony, ntpPort, ntsPort, caPem: testCa.caCertPem };
-}
 
 /** chronyc serverstats: NTS-KE connections accepted, authenticated NTP packets, … as numbers. */
 async function serverstats(chrony: Chronyd): Promise<{ ntpPackets: number; keAccepted: number; keDropped: number; authenticated: number; raw: string }> {
@@ -343,9 +314,6 @@ process.stdout.write(JSON.stringify({ waited, results }) + '\\n');
 `;
 }
 
-/** `node --import tsx` as the test runner resolves it, so the script runs the same whatever the child's cwd. */
-const TSX_LOADER = import.meta.resolve('tsx');
-
 /** Writes the client script and runs it inside `netns` (no CAP_SYS_TIME, killed after 40 s). */
 async function runClientInNetns(t: TestContext, netns: Netns, spec: ScriptSpec): Promise<ScriptOutput & { totalMs: number }> {
   const dir = makeTempDir('client-script', t);
@@ -384,13 +352,7 @@ test('NTPsec NTS server in a netns: the client inside gets plain NTP on 123, NTS
   requirePeers(t);
   const ca = await makeTestCa({ t });
   const otherCa = await makeTestCa({ t, via: 'x509' });
-  const netns = createNetns('client-ntpsec', t);
-  const ntpd = await startNtpsec({
-    t,
-    netns,
-    name: 'ntpsec-nts-server',
-    confLines: ['tos orphan 10 orphanwait 1', 'nts enable', `nts cert ${ca.serverCert}`, `nts key ${ca.serverKey}`],
-  });
+  const { netns, ntpd } = await startNtpsecNtsServer(t, ca, { netns: 'client-ntpsec', ntpd: 'ntpsec-nts-server' });
   assertNoSysTime(ntpd.pid);
   const startedAt = Date.now();
 
@@ -487,7 +449,7 @@ test('chronyd on the default ports (123, 4460) in a netns: no Port record, the c
     t,
     netns,
     name: 'chrony-default-ports',
-    confLines: ['port 123', 'allow 127.0.0.1', 'allow ::1', 'local stratum 10', `ntsservercert ${ca.serverCert}`, `ntsserverkey ${ca.serverKey}`],
+    confLines: chronyNtsServerLines(ca, { port: 123 }),
   });
   assertNoSysTime(chrony.pid);
   const out = await runClientInNetns(t, netns, {
@@ -592,13 +554,7 @@ test('ntptsc time|ke --json inside a netns with NTPsec: plain on 123, NTS with A
   requirePeers(t);
   const ca = await makeTestCa({ t });
   const otherCa = await makeTestCa({ t, via: 'x509' });
-  const netns = createNetns('cli-ntpsec', t);
-  const ntpd = await startNtpsec({
-    t,
-    netns,
-    name: 'ntpsec-cli-server',
-    confLines: ['tos orphan 10 orphanwait 1', 'nts enable', `nts cert ${ca.serverCert}`, `nts key ${ca.serverKey}`],
-  });
+  const { netns, ntpd } = await startNtpsecNtsServer(t, ca, { netns: 'cli-ntpsec', ntpd: 'ntpsec-cli-server' });
   // NTPsec answers INIT until orphan mode begins: poll with the CLI itself (exit 1, NTP_KISS) until it serves time.
   const plain = await waitFor(
     'NTPsec to serve time to ntptsc',

@@ -5,15 +5,19 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import {
   assertNoSysTime,
+  chronyNtsClientLines,
+  chronyNtsServerLines,
   createNetns,
-  freePort,
   makeTestCa,
-  parseNtpqVars,
   requirePeers,
   runInNetns,
+  startChronyNtsServer,
   startChronyd,
   startNtpsec,
+  startNtpsecNtsServer,
   waitFor,
+  waitForChronyNtsSample,
+  waitForNtpsecNtsAssociation,
 } from './peers.js';
 
 for (const via of ['openssl', 'x509'] as const) {
@@ -37,41 +41,16 @@ test('chronyd NTS server + chronyd NTS client on loopback: authenticated samples
   const peers = requirePeers(t);
   if (!peers) return;
   const ca = await makeTestCa({ t, via: 'x509' }); // the openssl variant is used with NTPsec below
-  const ntpPort = await freePort('udp');
-  const ntsPort = await freePort('tcp');
-  const server = await startChronyd({
-    t,
-    name: 'nts-server',
-    confLines: [
-      `port ${ntpPort}`,
-      `ntsport ${ntsPort}`,
-      'allow 127.0.0.1',
-      'allow ::1',
-      'local stratum 10',
-      `ntsservercert ${ca.serverCert}`,
-      `ntsserverkey ${ca.serverKey}`,
-    ],
-  });
+  const { chrony: server, ntpPort, ntsPort } = await startChronyNtsServer(t, 'nts-server', ca);
   assertNoSysTime(server.pid);
   assert.match(server.logs(), /Disabled control of system clock/);
   const serverTracking = await server.chronyc(['tracking']);
   assert.match(serverTracking, /Stratum\s+:\s+10/);
 
-  const client = await startChronyd({
-    t,
-    name: 'nts-client',
-    confLines: [`server 127.0.0.1 port ${ntpPort} nts ntsport ${ntsPort} iburst minpoll -2 maxpoll -2`, `ntstrustedcerts ${ca.caCert}`],
-  });
+  const client = await startChronyd({ t, name: 'nts-client', confLines: chronyNtsClientLines(ca.caCert, { ntpPort, ntsPort }) });
   assertNoSysTime(client.pid);
 
-  const data = await waitFor(
-    'an NTS-authenticated sample at the chronyd client',
-    async () => {
-      const d = await client.ntpdata('127.0.0.1');
-      return d['Authenticated'] === 'Yes' && Number(d['Total good RX']) > 0 ? d : undefined;
-    },
-    { timeoutMs: 20_000 },
-  );
+  const data = await waitForChronyNtsSample(client, 'an NTS-authenticated sample at the chronyd client');
   assert.equal(data['Stratum'], '10');
   assert.equal(data['Leap status'], 'Normal');
   assert.equal(data['Remote port'], String(ntpPort));
@@ -93,13 +72,7 @@ test('NTPsec ntpd as NTS server in a netns: ntpdig (plain NTP), ntpq (mode 6) an
   const peers = requirePeers(t);
   if (!peers) return;
   const ca = await makeTestCa({ t });
-  const netns = createNetns('ntpsec-srv', t);
-  const ntpd = await startNtpsec({
-    t,
-    netns,
-    name: 'ntpsec-nts-server',
-    confLines: ['tos orphan 10 orphanwait 1', 'nts enable', `nts cert ${ca.serverCert}`, `nts key ${ca.serverKey}`],
-  });
+  const { netns, ntpd } = await startNtpsecNtsServer(t, ca, { netns: 'ntpsec-srv', ntpd: 'ntpsec-nts-server' });
   assertNoSysTime(ntpd.pid);
   assert.match(ntpd.logs(), /NTSs: Private Key OK/);
 
@@ -123,21 +96,9 @@ test('NTPsec ntpd as NTS server in a netns: ntpdig (plain NTP), ntpq (mode 6) an
   assert.ok(Math.abs(Number(answer['offset'])) < 0.1, `offset ${String(answer['offset'])}`);
 
   // NTS with a chronyd client in the same namespace (NTS-KE on NTPsec's fixed port 4460, NTP on 123).
-  const client = await startChronyd({
-    t,
-    netns,
-    name: 'nts-client-of-ntpsec',
-    confLines: ['server 127.0.0.1 nts iburst minpoll -2 maxpoll -2', `ntstrustedcerts ${ca.caCert}`],
-  });
+  const client = await startChronyd({ t, netns, name: 'nts-client-of-ntpsec', confLines: chronyNtsClientLines(ca.caCert) });
   assertNoSysTime(client.pid);
-  const data = await waitFor(
-    'an NTS-authenticated sample from NTPsec at the chronyd client',
-    async () => {
-      const d = await client.ntpdata('127.0.0.1');
-      return d['Authenticated'] === 'Yes' && Number(d['Total good RX']) > 0 ? d : undefined;
-    },
-    { timeoutMs: 20_000 },
-  );
+  const data = await waitForChronyNtsSample(client, 'an NTS-authenticated sample from NTPsec at the chronyd client');
   assert.equal(data['Stratum'], '10');
   assert.equal(data['Remote port'], '123');
   const auth = (await client.chronyc(['-c', 'authdata'])).trim().split(',');
@@ -158,15 +119,7 @@ test('NTPsec ntpd as NTS client of a chronyd NTS server in a netns: authenticate
     t,
     netns,
     name: 'chrony-nts-server',
-    confLines: [
-      'port 11123',
-      'ntsport 14460',
-      'allow 127.0.0.1',
-      'allow ::1',
-      'local stratum 10',
-      `ntsservercert ${ca.serverCert}`,
-      `ntsserverkey ${ca.serverKey}`,
-    ],
+    confLines: chronyNtsServerLines(ca, { port: 11123, ntsport: 14460 }),
   });
   // NTPsec's client checks the certificate against the *name* on the server line: use localhost, not an IP.
   // The NTP port (11123) comes from chrony's NTS-KE Port Negotiation record.
@@ -176,16 +129,7 @@ test('NTPsec ntpd as NTS client of a chronyd NTS server in a netns: authenticate
     name: 'ntpsec-nts-client',
     confLines: [`server localhost:14460 nts ca ${ca.caCert} iburst minpoll 0 maxpoll 2`],
   });
-  const peer = await waitFor(
-    'an NTS-authenticated, reachable association at the NTPsec client',
-    async () => {
-      const v = parseNtpqVars(await ntpd.ntpq(['-c', 'rv &1']));
-      // Peer status word, high byte: 0x80 configured, 0x40 auth enabled, 0x20 authentic, 0x10 reachable.
-      const flags = parseInt(v['status'] ?? '0', 16) >> 8;
-      return (flags & 0x30) === 0x30 ? v : undefined;
-    },
-    { timeoutMs: 20_000 },
-  );
+  const peer = await waitForNtpsecNtsAssociation(ntpd);
   assert.equal(peer['srcport'], '11123');
   assert.equal(peer['stratum'], '10');
   assert.ok(Number(peer['ntscookies']) > 0, `ntscookies=${peer['ntscookies']}`);

@@ -11,19 +11,22 @@ import { join } from 'node:path';
 import { startDaemon as startNtptsd, type RunningDaemon } from '../helpers/daemon.js';
 import {
   REPO_ROOT,
+  TSX_LOADER,
   assertNoSysTime,
+  chronyNtsClientLines,
   createNetns,
   freePort,
   makeTempDir,
   makeTestCa,
   parseColonFields,
-  parseNtpqVars,
   requirePeers,
   runInNetns,
   startChronyd,
   startDaemon as startInNetns,
   startNtpsec,
   waitFor,
+  waitForChronyNtsSample,
+  waitForNtpsecNtsAssociation,
   type Chronyd,
   type Netns,
   type PeerProcess,
@@ -103,10 +106,6 @@ async function authdata(chrony: Chronyd): Promise<AuthData> {
   };
 }
 
-function chronyClientLines(ntpPort: number, kePort: number, caCert: string): string[] {
-  return [`server 127.0.0.1 port ${ntpPort} nts ntsport ${kePort} iburst minpoll -2 maxpoll -2`, `ntstrustedcerts ${caCert}`];
-}
-
 /** What both sides said, for failure messages. */
 async function diagnostics(chrony: Chronyd, daemon?: { logs(): Array<Record<string, unknown>> } | { logs(): string }): Promise<string> {
   const safe = async (f: () => Promise<string>): Promise<string> => f().catch((e: unknown) => String(e));
@@ -126,17 +125,32 @@ async function authenticatedSample(
   timeoutMs = 20_000,
 ): Promise<Record<string, string>> {
   try {
-    return await waitFor(
-      `an NTS-authenticated sample from ntptsd at chronyd (${minGood} good)`,
-      async () => {
-        const d = await chrony.ntpdata('127.0.0.1');
-        return d['Authenticated'] === 'Yes' && Number(d['Total good RX']) >= minGood ? d : undefined;
-      },
-      { timeoutMs, intervalMs: 150 },
-    );
+    return await waitForChronyNtsSample(chrony, `an NTS-authenticated sample from ntptsd at chronyd (${minGood} good)`, { minGood, timeoutMs, intervalMs: 150 });
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${await diagnostics(chrony, daemon)}`, { cause: err });
   }
+}
+
+interface HostSetup {
+  ca: TestCa;
+  ntpPort: number;
+  kePort: number;
+  /** The config of an ntptsd serving NTS on 127.0.0.1 with those ports, plus `extra` options. */
+  configWith(extra?: Pick<NtptsdConfigOptions, 'aead' | 'keyRotation'>): string;
+}
+
+/** For an ntptsd on the host loopback: the peers, a test CA and free ports. */
+async function hostSetup(t: TestContext): Promise<HostSetup> {
+  requirePeers(t);
+  const ca = await makeTestCa({ t, via: 'x509' });
+  const ntpPort = await freePort('udp');
+  const kePort = await freePort('tcp');
+  return {
+    ca,
+    ntpPort,
+    kePort,
+    configWith: (extra = {}) => ntptsdConfig({ ca, ntpListen: [`127.0.0.1:${ntpPort}`], keListen: [`127.0.0.1:${kePort}`], ntpPort, ...extra }),
+  };
 }
 
 async function startHostNtptsd(t: TestContext, config: string, dir?: string): Promise<RunningDaemon> {
@@ -145,8 +159,6 @@ async function startHostNtptsd(t: TestContext, config: string, dir?: string): Pr
   return daemon;
 }
 
-/** `node --import tsx` as the test runner resolves it, so ntptsd starts the same whatever the child's cwd. */
-const TSX_LOADER = import.meta.resolve('tsx');
 const NTPTSD_CLI = join(REPO_ROOT, 'src', 'cli', 'ntptsd.ts');
 
 /**
@@ -185,13 +197,9 @@ async function startNtptsdInNetns(t: TestContext, netns: Netns, config: string, 
 // 8000 0000), so whatever ntptsd prefers, an agreement with chrony is AEAD 15.
 for (const aead of [['AES-SIV-CMAC-256'], ['AES-SIV-CMAC-512', 'AES-SIV-CMAC-256']] as const) {
   test(`chronyd NTS client of ntptsd on loopback (ntptsd aead = ${JSON.stringify(aead)}): authenticated samples, AEAD 15`, { timeout: 30_000 }, async (t) => {
-    const peers = requirePeers(t);
-    if (!peers) return;
-    const ca = await makeTestCa({ t, via: 'x509' });
-    const ntpPort = await freePort('udp');
-    const kePort = await freePort('tcp');
-    const daemon = await startHostNtptsd(t, ntptsdConfig({ ca, ntpListen: [`127.0.0.1:${ntpPort}`], keListen: [`127.0.0.1:${kePort}`], ntpPort, aead }));
-    const chrony = await startChronyd({ t, name: 'nts-client', confLines: chronyClientLines(ntpPort, kePort, ca.caCert) });
+    const { ca, ntpPort, kePort, configWith } = await hostSetup(t);
+    const daemon = await startHostNtptsd(t, configWith({ aead }));
+    const chrony = await startChronyd({ t, name: 'nts-client', confLines: chronyNtsClientLines(ca.caCert, { ntpPort, ntsPort: kePort }) });
     assertNoSysTime(chrony.pid);
 
     const data = await authenticatedSample(chrony, daemon, 2);
@@ -225,16 +233,9 @@ for (const aead of [['AES-SIV-CMAC-256'], ['AES-SIV-CMAC-512', 'AES-SIV-CMAC-256
 }
 
 test('chronyd against an ntptsd offering AES-SIV-CMAC-512 only: no common AEAD, no cookies, never authenticated', { timeout: 30_000 }, async (t) => {
-  const peers = requirePeers(t);
-  if (!peers) return;
-  const ca = await makeTestCa({ t, via: 'x509' });
-  const ntpPort = await freePort('udp');
-  const kePort = await freePort('tcp');
-  const daemon = await startHostNtptsd(
-    t,
-    ntptsdConfig({ ca, ntpListen: [`127.0.0.1:${ntpPort}`], keListen: [`127.0.0.1:${kePort}`], ntpPort, aead: ['AES-SIV-CMAC-512'] }),
-  );
-  const chrony = await startChronyd({ t, name: 'nts-client-no-aead', confLines: chronyClientLines(ntpPort, kePort, ca.caCert) });
+  const { ca, ntpPort, kePort, configWith } = await hostSetup(t);
+  const daemon = await startHostNtptsd(t, configWith({ aead: ['AES-SIV-CMAC-512'] }));
+  const chrony = await startChronyd({ t, name: 'nts-client-no-aead', confLines: chronyNtsClientLines(ca.caCert, { ntpPort, ntsPort: kePort }) });
   // ntptsd answers Next Protocol [0] + an empty AEAD record (RFC 8915 §4.1.5), which chrony rejects.
   await waitFor('chronyd to reject the NTS-KE answer', () => /Received invalid NTS-KE response from 127\.0\.0\.1/.test(chrony.logs()), { timeoutMs: 8_000 });
   const auth = await authdata(chrony);
@@ -250,21 +251,17 @@ test('chronyd against an ntptsd offering AES-SIV-CMAC-512 only: no common AEAD, 
 });
 
 test('chronyd keeps its NTS session across ntptsd key rotations and a restart on the same state dir', { timeout: 45_000 }, async (t) => {
-  const peers = requirePeers(t);
-  if (!peers) return;
-  const ca = await makeTestCa({ t, via: 'x509' });
-  const ntpPort = await freePort('udp');
-  const kePort = await freePort('tcp');
+  const { ca, ntpPort, kePort, configWith } = await hostSetup(t);
   const dir = makeTempDir('ntptsd-state', t);
   // A new master key every 2 s, 7 kept: cookies stay valid for ~14 s.
-  const config = ntptsdConfig({ ca, ntpListen: [`127.0.0.1:${ntpPort}`], keListen: [`127.0.0.1:${kePort}`], ntpPort, keyRotation: '2s' });
+  const config = configWith({ keyRotation: '2s' });
   const first = await startHostNtptsd(t, config, dir);
   // One request a second: chrony's 8 cookies outlast the restart (each request uses one up, answered or not;
   // at 4 requests a second a restart slower than 2 s would force a new NTS-KE).
   const chrony = await startChronyd({
     t,
     name: 'nts-client-restart',
-    confLines: [`server 127.0.0.1 port ${ntpPort} nts ntsport ${kePort} iburst minpoll 0 maxpoll 0`, `ntstrustedcerts ${ca.caCert}`],
+    confLines: chronyNtsClientLines(ca.caCert, { ntpPort, ntsPort: kePort, poll: 0 }),
   });
   await authenticatedSample(chrony, first);
   const keDone = Date.now();
@@ -329,16 +326,7 @@ for (const { aead, ntpsecAead, id } of [
       confLines: [`server localhost:${kePort} nts ca ${ca.caCert} iburst minpoll 0 maxpoll 2${ntpsecAead ? ` aead ${ntpsecAead}` : ''}`],
     });
     assertNoSysTime(ntpd.pid);
-    const peer = await waitFor(
-      'an NTS-authenticated, reachable association at the NTPsec client',
-      async () => {
-        const v = parseNtpqVars(await ntpd.ntpq(['-c', 'rv &1']));
-        // Peer status word, high byte: 0x80 configured, 0x40 auth enabled, 0x20 authentic, 0x10 reachable.
-        const flags = parseInt(v['status'] ?? '0', 16) >> 8;
-        return (flags & 0x30) === 0x30 ? v : undefined;
-      },
-      { timeoutMs: 20_000 },
-    ).catch((err: unknown) => {
+    const peer = await waitForNtpsecNtsAssociation(ntpd).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}\n--- NTPsec output ---\n${ntpd.logs()}\n--- ntptsd output ---\n${ntptsd.logs()}`, { cause: err });
     });
     assert.equal(peer['srcport'], String(ntpPort), 'NTP port from ntptsd\'s Port Negotiation record');
@@ -353,14 +341,10 @@ for (const { aead, ntpsecAead, id } of [
 }
 
 test('chronyd with a different CA never gets an NTS-authenticated sample from ntptsd', { timeout: 30_000 }, async (t) => {
-  const peers = requirePeers(t);
-  if (!peers) return;
-  const ca = await makeTestCa({ t, via: 'x509' });
+  const { ntpPort, kePort, configWith } = await hostSetup(t);
   const otherCa = await makeTestCa({ t, via: 'x509' });
-  const ntpPort = await freePort('udp');
-  const kePort = await freePort('tcp');
-  const daemon = await startHostNtptsd(t, ntptsdConfig({ ca, ntpListen: [`127.0.0.1:${ntpPort}`], keListen: [`127.0.0.1:${kePort}`], ntpPort }));
-  const chrony = await startChronyd({ t, name: 'nts-client-wrong-ca', confLines: chronyClientLines(ntpPort, kePort, otherCa.caCert) });
+  const daemon = await startHostNtptsd(t, configWith());
+  const chrony = await startChronyd({ t, name: 'nts-client-wrong-ca', confLines: chronyNtsClientLines(otherCa.caCert, { ntpPort, ntsPort: kePort }) });
 
   const deadline = Date.now() + 6_000;
   while (Date.now() < deadline) {

@@ -24,6 +24,8 @@ import { fileURLToPath } from 'node:url';
 import { webcrypto } from 'node:crypto';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** `node --import tsx` as the test runner resolves it, so a script or ntptsd starts the same whatever the child's cwd. */
+export const TSX_LOADER = import.meta.resolve('tsx');
 /** Where scripts/install-peers.sh unpacks the peers; NTPTSD_PEERS_ROOT overrides it. */
 export const PEERS_ROOT = process.env['NTPTSD_PEERS_ROOT'] ?? join(REPO_ROOT, '.peers', 'root');
 
@@ -749,6 +751,112 @@ export async function startNtpsec(opts: StartNtpsecOptions): Promise<NtpsecNtpd>
     ntpq,
     sysvars: async () => parseNtpqVars(await ntpq(['-c', 'rv'])),
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Peer setups and waits the tests share
+
+/**
+ * chronyd as an NTS server with the test CA's certificate, answering loopback clients from its LOCAL reference
+ * at stratum 10: NTP on `port`, NTS-KE on `ntsport` (chrony's default, 4460, when not given).
+ */
+export function chronyNtsServerLines(ca: TestCa, ports: { port: number; ntsport?: number }): string[] {
+  return [
+    `port ${ports.port}`,
+    ...(ports.ntsport !== undefined ? [`ntsport ${ports.ntsport}`] : []),
+    'allow 127.0.0.1',
+    'allow ::1',
+    'local stratum 10',
+    `ntsservercert ${ca.serverCert}`,
+    `ntsserverkey ${ca.serverKey}`,
+  ];
+}
+
+/**
+ * chronyd as an NTS client of 127.0.0.1 trusting `caCert`: NTP and NTS-KE on the given ports (chrony's
+ * defaults, 123 and 4460, when not given), polling every 2^poll s (default -2: every 250 ms).
+ */
+export function chronyNtsClientLines(caCert: string, o: { ntpPort?: number; ntsPort?: number; poll?: number } = {}): string[] {
+  const port = o.ntpPort !== undefined ? ` port ${o.ntpPort}` : '';
+  const ntsport = o.ntsPort !== undefined ? ` ntsport ${o.ntsPort}` : '';
+  const poll = o.poll ?? -2;
+  return [`server 127.0.0.1${port} nts${ntsport} iburst minpoll ${poll} maxpoll ${poll}`, `ntstrustedcerts ${caCert}`];
+}
+
+/**
+ * NTPsec as an NTS server with a certificate of `ca`, in a new network namespace of its own (labelled
+ * `names.netns`), in orphan mode: stratum 10 with no source at all, once orphanwait (1 s) has passed.
+ */
+export async function startNtpsecNtsServer(
+  t: TestContext,
+  ca: TestCa,
+  names: { netns: string; ntpd: string },
+): Promise<{ netns: Netns; ntpd: NtpsecNtpd }> {
+  const netns = createNetns(names.netns, t);
+  const ntpd = await startNtpsec({
+    t,
+    netns,
+    name: names.ntpd,
+    confLines: ['tos orphan 10 orphanwait 1', 'nts enable', `nts cert ${ca.serverCert}`, `nts key ${ca.serverKey}`],
+  });
+  return { netns, ntpd };
+}
+
+export interface ChronyNtsServer {
+  chrony: Chronyd;
+  ntpPort: number;
+  ntsPort: number;
+  ca: TestCa;
+  /** PEM of the CA that issued chrony's certificate. */
+  caPem: string;
+}
+
+/**
+ * chronyd on the host loopback as an NTS server ({@link chronyNtsServerLines}) on free ports, with a certificate
+ * of `ca` (a new test CA when not given); checked to run without CAP_SYS_TIME.
+ */
+export async function startChronyNtsServer(t: TestContext, name: string, ca?: TestCa): Promise<ChronyNtsServer> {
+  requirePeers(t);
+  const testCa = ca ?? (await makeTestCa({ t, via: 'x509' }));
+  const ntpPort = await freePort('udp');
+  const ntsPort = await freePort('tcp');
+  const chrony = await startChronyd({ t, name, confLines: chronyNtsServerLines(testCa, { port: ntpPort, ntsport: ntsPort }) });
+  assertNoSysTime(chrony.pid);
+  return { chrony, ntpPort, ntsPort, ca: testCa, caPem: testCa.caCertPem };
+}
+
+/**
+ * Waits until chronyd's source 127.0.0.1 is NTS-authenticated with at least `minGood` good samples (default 1);
+ * returns its `ntpdata`. `what` names the wait in the timeout error.
+ */
+export function waitForChronyNtsSample(
+  chrony: Chronyd,
+  what: string,
+  opts: { minGood?: number; timeoutMs?: number; intervalMs?: number } = {},
+): Promise<Record<string, string>> {
+  const minGood = opts.minGood ?? 1;
+  return waitFor(
+    what,
+    async () => {
+      const d = await chrony.ntpdata('127.0.0.1');
+      return d['Authenticated'] === 'Yes' && Number(d['Total good RX']) >= minGood ? d : undefined;
+    },
+    { timeoutMs: opts.timeoutMs ?? 20_000, ...(opts.intervalMs !== undefined ? { intervalMs: opts.intervalMs } : {}) },
+  );
+}
+
+/** Waits until NTPsec's first association is NTS-authenticated and reachable; returns its `rv &1` variables. */
+export function waitForNtpsecNtsAssociation(ntpd: NtpsecNtpd, timeoutMs = 20_000): Promise<Record<string, string>> {
+  return waitFor(
+    'an NTS-authenticated, reachable association at the NTPsec client',
+    async () => {
+      const v = parseNtpqVars(await ntpd.ntpq(['-c', 'rv &1']));
+      // Peer status word, high byte: 0x80 configured, 0x40 auth enabled, 0x20 authentic, 0x10 reachable.
+      const flags = parseInt(v['status'] ?? '0', 16) >> 8;
+      return (flags & 0x30) === 0x30 ? v : undefined;
+    },
+    { timeoutMs },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
