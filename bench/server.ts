@@ -1,12 +1,14 @@
 /**
  * `npm run bench -- server [--seconds N] [--warmup S] [--rounds N] [--ops ntp,nts,ntske] [--json] [--no-pin]
  *  [--no-chrony] [--sockets N] [--window N] [--concurrency N] [--verify-every N] [--rate ntp=R,nts=R,ntske=R]
- *  [--profile]`
+ *  [--nts-sessions N] [--profile]`
  *
  * Server-side cost of ntptsd against chronyd, measured in the same run with the same load generator:
  *   ntp    plain NTP requests/s (48-byte client packets, several outstanding on each of a few UDP sockets);
  *   nts    NTS-protected NTP requests/s (cookies from one NTS-KE per client; each request spends one cookie and
- *          gets one back; responses verified with openNtsResponse, every one by default);
+ *          gets one back; responses verified with openNtsResponse, every one by default; --nts-sessions N spreads
+ *          the requests round robin over N NTS-KE sessions instead of one per socket: ntptsd caches per-session
+ *          AEAD state for NTS_SESSION_CACHE_DEFAULT (1024) sessions, so N above that shows the all-miss cost);
  *   ntske  NTS-KE exchanges/s (full TLS 1.3 handshakes, ALPN ntske/1, a few at once, certificate verified).
  * For each, the rate and the server's CPU time per operation: utime + stime from /proc of the server's whole
  * process group (chronyd's NTS-KE helper included) over the measured window, taken by the generator, which runs
@@ -55,6 +57,8 @@ interface Options {
   window: number;
   concurrency: number;
   verifyEvery: number;
+  /** NTS-KE sessions the NTS load spreads its requests over (at least one per socket). */
+  ntsSessions: number;
   /** Paced rate per operation; 0 = unpaced. */
   rate: Record<Operation, number>;
   profile: boolean;
@@ -97,6 +101,7 @@ function parseArgs(args: string[]): Options {
     window: Math.round(num('window', 8, 1, 64)),
     concurrency: Math.round(num('concurrency', 8, 1, 64)),
     verifyEvery: Math.round(num('verify-every', 1, 1, 1_000_000)),
+    ntsSessions: 0, // set below: it defaults to the socket count
     rate,
     profile: args.includes('--profile'),
   };
@@ -211,6 +216,13 @@ function problems(m: Measurement): string {
 
 export async function run(args: string[]): Promise<void> {
   const options = parseArgs(args);
+  {
+    const i = args.findIndex((a) => a === '--nts-sessions' || a.startsWith('--nts-sessions='));
+    const text = i < 0 ? undefined : (args[i] as string).includes('=') ? (args[i] as string).split('=')[1] : args[i + 1];
+    const n = text === undefined ? options.sockets : Number(text);
+    if (!Number.isInteger(n) || n < options.sockets || n > 20_000) throw new Error(`--nts-sessions must be an integer from --sockets (${options.sockets}) to 20000, got ${text}`);
+    options.ntsSessions = n;
+  }
   const log = (text: string) => {
     if (!options.json) console.log(text);
   };
@@ -259,7 +271,8 @@ export async function run(args: string[]): Promise<void> {
         `${cpus} CPUs, ${pin ? `servers pinned to CPU ${serverCpu}, generator to CPU ${generatorCpu}` : 'no pinning'}`,
     );
     log(
-      `load: ntp/nts ${options.sockets} sockets x ${options.window} outstanding (nts: at most 8, one client and cookie pool per socket, ` +
+      `load: ntp/nts ${options.sockets} sockets x ${options.window} outstanding (nts: at most 8, ` +
+        `${options.ntsSessions === options.sockets ? 'one client and cookie pool per socket' : `${options.ntsSessions} NTS-KE sessions used round robin`}, ` +
         `verify ${options.verifyEvery === 1 ? 'every response' : `every ${options.verifyEvery}th response`}); ntske ${options.concurrency} connections at once`,
     );
     const paced = options.ops.filter((op) => options.rate[op] > 0);
@@ -284,8 +297,10 @@ export async function run(args: string[]): Promise<void> {
         window: options.window,
         concurrency: options.concurrency,
         verifyEvery: options.verifyEvery,
+        ntsSessions: options.ntsSessions,
         rate: options.rate[op],
         // Far above what one generator CPU can do in the phase's time: a count bound besides the time bound.
+        // (NTS setup with many sessions happens before the phase's clock starts and is bounded by ntsSessions.)
         maxOperations: Math.ceil((options.warmup + options.seconds) * (op === 'ntske' ? 20_000 : 1_000_000)),
       };
       const reply = await (generator as Generator).run(request, (options.warmup + options.seconds) * 1000 + 60_000);

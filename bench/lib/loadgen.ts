@@ -111,6 +111,8 @@ interface Outstanding {
   readonly sentAt: number;
   readonly uid?: Uint8Array;
   readonly cookie?: Uint8Array;
+  /** NTS: the session whose cookie and keys the request used. */
+  readonly session?: NtsSession;
 }
 
 /** Shared machinery of the two UDP loads: sockets, outstanding maps keyed by the transmit fraction, timeouts. */
@@ -249,13 +251,22 @@ class NtpLoad extends UdpLoad {
   }
 }
 
-interface NtsClient {
-  socket: dgram.Socket;
-  readonly outstanding: Map<number, Outstanding>;
+/** One NTS-KE session: its keys and cookie pool. */
+interface NtsSession {
   c2s: Aead;
   s2c: Aead;
   cookies: Uint8Array[];
+  /** Requests of this session in flight. */
+  outstanding: number;
   rekeying: boolean;
+}
+
+/** One UDP socket with `sessions.length` NTS sessions, used in turn (round robin) by its requests. */
+interface NtsClient {
+  socket: dgram.Socket;
+  readonly outstanding: Map<number, Outstanding>;
+  readonly sessions: NtsSession[];
+  next: number;
   responses: number;
 }
 
@@ -270,18 +281,25 @@ class NtsLoad extends UdpLoad {
   }
 
   async setup(): Promise<void> {
-    const sessions = await Promise.all(Array.from({ length: this.req.sockets }, () => this.#exchange()));
-    for (const session of sessions) {
-      const client: NtsClient = {
-        socket: undefined as unknown as dgram.Socket,
-        outstanding: new Map(),
-        c2s: createAead(session.aead, session.c2s),
-        s2c: createAead(session.aead, session.s2c),
-        cookies: session.cookies,
-        rekeying: false,
-        responses: 0,
-      };
-      client.socket = await this.openSocket(session.ntpPort, session.ntpHost, (msg) => this.#onMessage(client, msg));
+    // ntsSessions NTS-KE exchanges, at most 8 at once, dealt to the sockets in turn.
+    const total = Math.max(this.req.sockets, this.req.ntsSessions ?? this.req.sockets);
+    const results: NtsKeSession[] = [];
+    let started = 0;
+    const worker = async () => {
+      while (started < total) {
+        started++;
+        results.push(await this.#exchange());
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, total) }, worker));
+    for (let i = 0; i < this.req.sockets; i++) {
+      const first = results[i] as NtsKeSession;
+      const client: NtsClient = { socket: undefined as unknown as dgram.Socket, outstanding: new Map(), sessions: [], next: 0, responses: 0 };
+      for (let j = i; j < results.length; j += this.req.sockets) {
+        const session = results[j] as NtsKeSession;
+        client.sessions.push({ c2s: createAead(session.aead, session.c2s), s2c: createAead(session.aead, session.s2c), cookies: session.cookies, outstanding: 0, rekeying: false });
+      }
+      client.socket = await this.openSocket(first.ntpPort, first.ntpHost, (msg) => this.#onMessage(client, msg));
       this.#clients.push(client);
     }
   }
@@ -298,13 +316,18 @@ class NtsLoad extends UdpLoad {
   protected fill(client: NtsClient): void {
     const window = Math.min(this.req.window, 8);
     while (this.running && client.outstanding.size < window) {
-      if (client.cookies.length === 0) {
-        if (client.outstanding.size === 0) this.#rekey(client);
-        return;
+      // The next session in turn that has a cookie; one without cookies and requests in flight re-keys.
+      let session: NtsSession | undefined;
+      for (let tries = 0; tries < client.sessions.length && session === undefined; tries++) {
+        const candidate = client.sessions[client.next] as NtsSession;
+        client.next = (client.next + 1) % client.sessions.length;
+        if (candidate.cookies.length > 0) session = candidate;
+        else if (candidate.outstanding === 0) this.#rekey(client, candidate);
       }
+      if (session === undefined) return;
       const seq = this.nextSeq();
       if (seq === undefined) return;
-      const cookie = client.cookies.pop() as Uint8Array;
+      const cookie = session.cookies.pop() as Uint8Array;
       const uid = this.#random(32);
       const header: NtpHeader = {
         leap: 0,
@@ -321,30 +344,33 @@ class NtsLoad extends UdpLoad {
         receiveTimestamp: NTP_TIMESTAMP_ZERO,
         transmitTimestamp: { seconds: this.seconds, fraction: seq },
       };
-      const request = buildNtsRequest({ header, uniqueIdentifier: uid, cookie, placeholders: 0, c2s: client.c2s, nonce: this.#random(16) });
-      client.outstanding.set(seq, { sentAt: performance.now(), uid, cookie });
+      const request = buildNtsRequest({ header, uniqueIdentifier: uid, cookie, placeholders: 0, c2s: session.c2s, nonce: this.#random(16) });
+      session.outstanding++;
+      client.outstanding.set(seq, { sentAt: performance.now(), uid, cookie, session });
       client.socket.send(request);
     }
   }
 
   /** A lost request took its cookie with it; with none left and nothing in flight, run NTS-KE again. */
-  protected onTimeout(): void {}
+  protected onTimeout(_client: NtsClient, entry: Outstanding): void {
+    if (entry.session !== undefined) entry.session.outstanding--;
+  }
 
-  #rekey(client: NtsClient): void {
-    if (client.rekeying) return;
-    client.rekeying = true;
+  #rekey(client: NtsClient, session: NtsSession): void {
+    if (session.rekeying) return;
+    session.rekeying = true;
     this.#exchange().then(
-      (session) => {
-        client.c2s = createAead(session.aead, session.c2s);
-        client.s2c = createAead(session.aead, session.s2c);
-        client.cookies = session.cookies;
-        client.rekeying = false;
+      (fresh) => {
+        session.c2s = createAead(fresh.aead, fresh.c2s);
+        session.s2c = createAead(fresh.aead, fresh.s2c);
+        session.cookies = fresh.cookies;
+        session.rekeying = false;
         this.fill(client);
       },
       (error: unknown) => {
         bump(this.errors, `rekey_${error instanceof NtsKeFailure ? error.code : 'error'}`);
-        client.rekeying = false;
-        if (this.running) setTimeout(() => this.#rekey(client), 100);
+        session.rekeying = false;
+        if (this.running) setTimeout(() => this.#rekey(client, session), 100);
       },
     );
   }
@@ -357,23 +383,25 @@ class NtsLoad extends UdpLoad {
       return;
     }
     client.outstanding.delete(seq);
+    const session = entry.session as NtsSession;
+    session.outstanding--;
     const problem = headerProblem(msg, this.seconds, seq);
     if (problem !== null) {
       bump(this.errors, problem);
     } else if (client.responses++ % this.req.verifyEvery === 0) {
-      const opened = openNtsResponse(msg, entry.uid as Uint8Array, client.s2c);
+      const opened = openNtsResponse(msg, entry.uid as Uint8Array, session.s2c);
       if (!opened.ok) bump(this.errors, opened.error.code);
       else if (opened.value.kind === 'nak') bump(this.errors, 'nts_nak');
       else if (opened.value.cookies.length !== 1) bump(this.errors, `cookies_${opened.value.cookies.length}`);
       else {
-        client.cookies.push(...opened.value.cookies);
+        session.cookies.push(...opened.value.cookies);
         this.verified++;
         this.ok++;
       }
     } else if (msg.length <= 48) {
       bump(this.errors, 'no_nts_fields');
     } else {
-      client.cookies.push(entry.cookie as Uint8Array);
+      session.cookies.push(entry.cookie as Uint8Array);
       this.ok++;
     }
     this.fill(client);

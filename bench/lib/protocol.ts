@@ -25,6 +25,9 @@ export interface PhaseRequest {
   readonly window: number;
   /** NTS-KE connections in progress at once. */
   readonly concurrency: number;
+  /** NTS: NTS-KE sessions over all sockets, used in turn by each socket's requests (at least `sockets`; absent:
+   *  one per socket). More sessions than the server caches per-session state for make every request a miss. */
+  readonly ntsSessions?: number;
   /** NTS: fully verify (openNtsResponse) every Nth response; 1 = every response. */
   readonly verifyEvery: number;
   /** Requests (NTS-KE: connections) started per second, paced from the start of the phase; 0 = as fast as the

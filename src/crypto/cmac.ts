@@ -22,8 +22,13 @@ import { UsageError } from '../proto/errors.js';
 export const AES_BLOCK = 16;
 export const CMAC_TAG_LENGTH = 16;
 
-/** Message bytes gathered before they are handed to the cipher; a multiple of the block size. */
-const SCRATCH = 2048;
+/**
+ * Message bytes gathered before they are handed to the cipher; a multiple of the block size. Every NTS
+ * message of a request without placeholders fits (the largest, a request's associated data, is ~200 bytes);
+ * longer ones cost one more native call per 512 bytes. It is allocated (zeroed, off-heap) with every
+ * instance, and instances are built per NTS session: 2 KiB here was 8% of an NTS request's CPU.
+ */
+const SCRATCH = 512;
 
 const CBC_BY_KEY_LENGTH: Readonly<Record<number, string>> = { 16: 'aes-128-cbc', 24: 'aes-192-cbc', 32: 'aes-256-cbc' };
 

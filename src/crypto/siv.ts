@@ -4,9 +4,12 @@
  * Theory of operation: the key is split in halves (§2.6): K1 keys S2V, a chain of AES-CMACs over
  * the associated data strings and the plaintext (§2.4), whose output V is both the tag and, with
  * two bits cleared, the initial counter for AES-CTR under K2 (§2.5). CMAC(K1, <zero>) depends on
- * the key only and is computed once. For messages up to `SMALL_CTR` bytes the keystream comes
- * from one call on a long-lived AES-ECB cipher fed with the counter blocks, which avoids a key
- * setup per message; longer ones use a native AES-CTR cipher.
+ * the key only and is computed once, CMAC(K1, <empty string>) (an empty AD, as NTS cookies use) on
+ * first use. For messages up to `SMALL_CTR` bytes the keystream comes from one call on a long-lived
+ * AES-ECB cipher fed with the counter blocks, which avoids a key setup per message; longer ones use
+ * a native AES-CTR cipher. The ECB cipher and its counter buffer are only built when a first
+ * non-empty message needs them: opening an NTS request (empty plaintext) never does, and a cipher
+ * is the most expensive part of constructing an instance.
  *
  * Opening never throws on peer input: a short input or a wrong tag gives `null`. The tag is
  * compared in constant time and the plaintext is only returned after it matched.
@@ -30,6 +33,7 @@ const CTR_BY_HALF_KEY: Readonly<Record<number, string>> = { 16: 'aes-128-ctr', 2
 
 const EMPTY: readonly Uint8Array[] = [];
 const EMPTY_BYTES = new Uint8Array(0);
+const EMPTY_VIEWS: (Uint8Array | undefined)[] = [];
 
 /** Adds 1 to a 128-bit big-endian counter in place, modulo 2^128 (RFC 5297 §2.5, "Q+i"). */
 export function incrementCounter(block: Uint8Array, offset = 0): void {
@@ -43,18 +47,22 @@ export function incrementCounter(block: Uint8Array, offset = 0): void {
 export class AesSiv {
   readonly keyLength: number;
   readonly #s2vMac: Cmac;
-  readonly #ecb: Cipher;
+  /** AES-ECB under K2 for short keystreams; built on first use. */
+  #ecb: Cipher | null = null;
   readonly #k2: Uint8Array;
   readonly #ctrName: string;
   /** CMAC(K1, <zero>), the start of every S2V chain (RFC 5297 §2.4). */
-  readonly #d0: Uint8Array;
+  readonly #d0 = new Uint8Array(AES_BLOCK);
+  /** CMAC(K1, <empty string>), computed on the first empty S2V string. */
+  #emptyMac: Uint8Array | null = null;
   readonly #d = new Uint8Array(AES_BLOCK);
   readonly #t = new Uint8Array(AES_BLOCK);
   readonly #q = new Uint8Array(AES_BLOCK);
   readonly #v = new Uint8Array(AES_BLOCK);
   readonly #tag = new Uint8Array(AES_BLOCK);
-  readonly #counters = new Uint8Array(SMALL_CTR);
-  readonly #counterViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(SMALL_CTR / AES_BLOCK + 1).fill(undefined);
+  /** Counter blocks fed to `#ecb`; built with it. */
+  #counters: Uint8Array | null = null;
+  #counterViews: (Uint8Array | undefined)[] = EMPTY_VIEWS;
 
   /** `key`: 32, 48 or 64 bytes (K1 ‖ K2, RFC 5297 §2.6). Throws UsageError otherwise. */
   constructor(key: Uint8Array) {
@@ -64,10 +72,10 @@ export class AesSiv {
     const half = key.length / 2;
     this.keyLength = key.length;
     this.#s2vMac = new Cmac(key.subarray(0, half));
-    this.#k2 = Uint8Array.from(key.subarray(half));
-    this.#ecb = aesCipher(this.#k2, 'ecb');
+    this.#k2 = new Uint8Array(half);
+    this.#k2.set(key.subarray(half));
     this.#ctrName = CTR_BY_HALF_KEY[half] ?? '';
-    this.#d0 = this.#s2vMac.mac(new Uint8Array(AES_BLOCK));
+    this.#s2vMac.reset().update(this.#d0).digestInto(this.#d0); // #d0 starts as the zero block
   }
 
   /** Deterministic SIV (RFC 5297 §2.6): returns V ‖ C, 16 bytes longer than `plaintext`. */
@@ -158,6 +166,16 @@ export class AesSiv {
     const d = this.#d;
     const t = this.#t;
     dbl(d);
+    if (s.length === 0) {
+      let e = this.#emptyMac;
+      if (e === null) {
+        e = new Uint8Array(AES_BLOCK);
+        this.#s2vMac.reset().digestInto(e);
+        this.#emptyMac = e;
+      }
+      for (let i = 0; i < AES_BLOCK; i++) d[i] = d[i]! ^ e[i]!;
+      return;
+    }
     this.#s2vMac.reset().update(s).digestInto(t);
     for (let i = 0; i < AES_BLOCK; i++) d[i] = d[i]! ^ t[i]!;
   }
@@ -178,8 +196,16 @@ export class AesSiv {
       out.set(ctr.update(input.subarray(inOff, inOff + len)), outOff);
       return;
     }
+    let ecb = this.#ecb;
+    let counters = this.#counters;
+    if (ecb === null || counters === null) {
+      ecb = aesCipher(this.#k2, 'ecb');
+      counters = new Uint8Array(SMALL_CTR);
+      this.#ecb = ecb;
+      this.#counters = counters;
+      this.#counterViews = new Array<Uint8Array | undefined>(SMALL_CTR / AES_BLOCK + 1).fill(undefined);
+    }
     const blocks = (len + AES_BLOCK - 1) >>> 4;
-    const counters = this.#counters;
     for (let b = 0; b < blocks; b++) {
       const base = b * AES_BLOCK;
       for (let i = 0; i < AES_BLOCK; i++) counters[base + i] = q[i]!;
@@ -190,7 +216,7 @@ export class AesSiv {
       view = counters.subarray(0, blocks * AES_BLOCK);
       this.#counterViews[blocks] = view;
     }
-    const ks = this.#ecb.update(view);
+    const ks = ecb.update(view);
     for (let i = 0; i < len; i++) out[outOff + i] = input[inOff + i]! ^ ks[i]!;
   }
 }

@@ -46,15 +46,27 @@ export function sealCookie(ring: KeyRing, keys: CookieKeys, nonce: Uint8Array): 
   plaintext.set(keys.s2c, 4 + algorithm.keyLength);
   const sealed = (ring.aead(master.id) as NonNullable<ReturnType<KeyRing['aead']>>).seal(nonce, plaintext);
   const cookie = new Uint8Array(HEADER_LENGTH + sealed.length);
-  new DataView(cookie.buffer).setUint32(0, master.id);
+  const id = master.id;
+  cookie[0] = id >>> 24;
+  cookie[1] = (id >>> 16) & 0xff;
+  cookie[2] = (id >>> 8) & 0xff;
+  cookie[3] = id & 0xff;
   cookie.set(nonce, 4);
   cookie.set(sealed, HEADER_LENGTH);
   return cookie;
 }
 
-export function openCookie(ring: KeyRing, cookie: Uint8Array): { ok: true; keys: CookieKeys; keyId: number } | { ok: false; reason: CookieOpenFailure } {
+export type CookieOpenResult =
+  | {
+      ok: true;
+      keys: CookieKeys;
+      keyId: number;
+    }
+  | { ok: false; reason: CookieOpenFailure };
+
+export function openCookie(ring: KeyRing, cookie: Uint8Array): CookieOpenResult {
   if (cookie.length < HEADER_LENGTH + TAG_LENGTH + 4) return { ok: false, reason: 'COOKIE_MALFORMED' };
-  const keyId = new DataView(cookie.buffer, cookie.byteOffset, 4).getUint32(0);
+  const keyId = ((cookie[0]! << 24) | (cookie[1]! << 16) | (cookie[2]! << 8) | cookie[3]!) >>> 0;
   const aead = ring.aead(keyId);
   if (aead === undefined) return { ok: false, reason: 'COOKIE_UNKNOWN_KEY' };
   const plaintext = aead.open(cookie.subarray(4, HEADER_LENGTH), cookie.subarray(HEADER_LENGTH));
