@@ -3,7 +3,7 @@
  * the result lists every problem, keyed by the file's key paths (`listener[1].address`).
  *
  * Some rules concern services or time sources that are not available yet (`AVAILABLE_SERVICES` in types.ts), so no
- * file that passes the schema can trigger them today ("metrics" alone on its listener, the ntpd overlap, ...). They
+ * file that passes the schema can trigger them today (the ntpd overlap, ...). They
  * stay, unit-tested on hand-built configs, for when those capabilities land.
  */
 import { AVAILABLE_SERVICES, type Config, type ConfigProblem, type ListenerConfig, type ServiceName } from './types.js';

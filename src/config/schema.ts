@@ -63,9 +63,12 @@ export const DEFAULTS = {
     'root-dispersion': '0s',
     leap: 'none',
   },
-  // Only available services (types.ts). The design's other defaults return with their services: "eks" on this
-  // listener, "mgmt" on 127.0.0.1:4461 and <state-dir>/ntptsd.sock, "metrics" on 127.0.0.1:9975.
-  listener: [{ address: '[::]:4460', services: ['nts-ke'], 'default-service': 'nts-ke' }],
+  // Only available services (types.ts). The design's other defaults return with their services: "eks" on the
+  // first listener, "mgmt" on 127.0.0.1:4461 and <state-dir>/ntptsd.sock.
+  listener: [
+    { address: '[::]:4460', services: ['nts-ke'], 'default-service': 'nts-ke' },
+    { address: '127.0.0.1:9975', services: ['metrics'] },
+  ],
   nts: {
     aead: ['AES-SIV-CMAC-256', 'AES-SIV-CMAC-512'],
     cookies: 8,

@@ -29,7 +29,7 @@ export type TimeSourceKind = (typeof TIME_SOURCES)[number];
  */
 
 /** Services this version serves; grows as capabilities land. */
-export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke'];
+export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'metrics'];
 
 /** Time sources this version runs; grows as capabilities land. */
 export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static'];

@@ -19,6 +19,7 @@ import { ListenerSet, formatSocketAddress, type ListenerSpec } from './listeners
 import { createLogger, type Logger } from './log.js';
 import { NtpService } from './ntp-service.js';
 import { ServiceRegistry } from './service.js';
+import { DaemonMetrics, createMetricsService } from './services/metrics.js';
 import { NtsKeService } from './services/nts-ke.js';
 import { ensureStateDir } from './state-files.js';
 
@@ -64,7 +65,9 @@ function listenerSpec(listener: ListenerConfig, index: number): ListenerSpec {
   const common = {
     configKey: `listener[${index}]`,
     services: listener.services,
-    defaultService: listener.defaultService ?? undefined,
+    // The config gives a one-service listener that service as default; ListenerSet takes a default on TLS only
+    // (plain listeners serve their one service anyway).
+    defaultService: listener.transport === 'tls' ? (listener.defaultService ?? undefined) : undefined,
     maxConnections: listener.maxConnections,
     maxConnectionsPerAddress: listener.maxConnectionsPerAddress,
     handshakeTimeoutMs: listener.handshakeTimeoutMs,
@@ -134,9 +137,16 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       );
     }
 
-    const ntsKe = new NtsKeService({ settings: ntsSettings(config), keyRing: () => keyRing.ring });
+    // Metrics only when a listener serves them: no collectors or observers otherwise (listeners change at restart only).
+    const metrics = config.listeners.some((l) => l.services.includes('metrics'))
+      ? new DaemonMetrics({ nowMicros: () => clock.nowMicros(), startTimeSeconds: clock.nowMicros() / 1e6 })
+      : undefined;
+    const ntsKe = new NtsKeService({ settings: ntsSettings(config), keyRing: () => keyRing.ring, onExchange: metrics?.observeExchange });
     const registry = new ServiceRegistry().register(ntsKe);
+    if (metrics) registry.register(createMetricsService(metrics));
+    cleanups.push(() => registry.stopAll()); // runs after the listeners have closed (cleanups run in reverse)
     const listeners = new ListenerSet({ specs: config.listeners.map(listenerSpec), registry, tls: material, logger });
+    metrics?.attach({ ntp, ntsKe, listeners, keyRing });
     const bound = await listeners.start();
     cleanups.push(() => listeners.close({ graceMs: SHUTDOWN_GRACE_MS }));
 

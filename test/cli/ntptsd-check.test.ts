@@ -137,17 +137,20 @@ describe('main() (in process)', () => {
     assert.deepEqual(await run(['-c', path]), {
       code: 2,
       stdout: '',
-      stderr: 'listener[0].services[0]: service "mgmt" is not available in this version (available: nts-ke)\n',
+      stderr: 'listener[0].services[0]: service "mgmt" is not available in this version (available: nts-ke, metrics)\n',
     });
   });
 
-  it('the built-in defaults serve NTS-KE on [::]:4460 only', async () => {
+  it('the built-in defaults serve NTS-KE on [::]:4460 (TLS) and metrics on 127.0.0.1:9975 (plain HTTP)', async () => {
     const result = await run(['--check']);
     assert.equal(result.code, 0);
     const config = valid(loadConfigText(result.stdout, 'stdout'));
     assert.deepEqual(
-      config.listeners.map((l) => [l.kind === 'tcp' ? formatHostPort(l.address) : l.path, l.services, l.defaultService]),
-      [['[::]:4460', ['nts-ke'], 'nts-ke']],
+      config.listeners.map((l) => [l.kind === 'tcp' ? formatHostPort(l.address) : l.path, l.services, l.defaultService, l.transport]),
+      [
+        ['[::]:4460', ['nts-ke'], 'nts-ke', 'tls'],
+        ['127.0.0.1:9975', ['metrics'], 'metrics', 'http'],
+      ],
     );
     assert.equal(config.time.source, 'static');
   });

@@ -82,8 +82,11 @@ const EXPECTED_DEFAULTS: Config = {
     rateLimit: { enabled: true, intervalMs: 2000, burst: 16, kod: true, tableSize: 65536 },
   },
   time: { source: 'static', stratum: 10, refid: 'LOCL', precision: -20, rootDelayMs: 0, rootDispersionMs: 0, leap: 'none' },
-  // Only available services: the design's other default listeners (eks, mgmt, metrics) come back with their services.
-  listeners: [{ kind: 'tcp', address: v6('::', 4460), services: ['nts-ke'], defaultService: 'nts-ke', transport: 'tls', ...LISTENER_LIMITS }],
+  // Only available services: the design's other default listeners (eks, mgmt) come back with their services.
+  listeners: [
+    { kind: 'tcp', address: v6('::', 4460), services: ['nts-ke'], defaultService: 'nts-ke', transport: 'tls', ...LISTENER_LIMITS },
+    { kind: 'tcp', address: v4('127.0.0.1', 9975), services: ['metrics'], defaultService: 'metrics', transport: 'http', ...LISTENER_LIMITS },
+  ],
   nts: {
     aead: ['AES-SIV-CMAC-256', 'AES-SIV-CMAC-512'],
     cookies: 8,
@@ -148,8 +151,8 @@ describe('defaults', () => {
   });
 
   it('a listener with several services and no default-service has none (clients must offer ALPN)', () => {
-    // Only one service is available today, so two entries means a duplicate (which check() then reports).
-    const config = schemaStage('[[listener]]\naddress = "127.0.0.1:0"\nservices = ["nts-ke", "nts-ke"]\n');
+    // With the services available today, two on one listener is refused by check() ("metrics" must be alone).
+    const config = schemaStage('[[listener]]\naddress = "127.0.0.1:0"\nservices = ["nts-ke", "metrics"]\n');
     assert.equal(config.listeners[0]?.defaultService, null);
   });
 
@@ -165,8 +168,8 @@ describe('availability', () => {
   const unavailableServices = SERVICE_NAMES.filter((s) => !AVAILABLE_SERVICES.includes(s));
   const unavailableSources = TIME_SOURCES.filter((s) => !AVAILABLE_TIME_SOURCES.includes(s));
 
-  it('this version ships "nts-ke" and the "static" time source', () => {
-    assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke']);
+  it('this version ships "nts-ke", "metrics" and the "static" time source', () => {
+    assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke', 'metrics']);
     assert.deepEqual(AVAILABLE_TIME_SOURCES, ['static']);
     assert.ok(AVAILABLE_SERVICES.every((s) => SERVICE_NAMES.includes(s)));
     assert.ok(AVAILABLE_TIME_SOURCES.every((s) => TIME_SOURCES.includes(s)));
@@ -212,7 +215,7 @@ describe('availability', () => {
     assert.deepEqual(problems('[time]\nsource = "chronyd"\n'), ['time.source: unknown time source "chronyd" (did you mean "chrony"?)']);
     assert.deepEqual(problems('[time]\nsource = "gps"\n'), ['time.source: unknown time source "gps" (expected one of: static)']);
     assert.deepEqual(problems('[[listener]]\naddress = "127.0.0.1:0"\nservices = ["ntp"]\n'), [
-      'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke)',
+      'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke, metrics)',
     ]);
   });
 
@@ -590,8 +593,9 @@ describe('check()', () => {
     assert.deepEqual(check(config), []);
   });
 
-  // The rules below concern services not available yet, so no file that passes the schema reaches them; they
-  // are checked on hand-built configs for when those services land.
+  // The rules below mostly concern services not available yet ("mgmt", "eks"), which no file that passes the schema
+  // can name; they are checked on hand-built configs for when those services land. The "metrics" ones are also
+  // reached from a file: test/config/invalid/check-services.toml.
   const unix = (path: string, services: ListenerConfig['services']): ListenerConfig => ({
     kind: 'unix',
     path,
@@ -723,6 +727,17 @@ describe('valid samples (test/config/valid)', () => {
           defaultService: 'nts-ke',
           transport: 'tls',
           ...LISTENER_LIMITS,
+        },
+        {
+          kind: 'tcp',
+          address: v4('127.0.0.1', 9976),
+          services: ['metrics'],
+          defaultService: 'metrics',
+          transport: 'http',
+          ...LISTENER_LIMITS,
+          maxConnections: 16,
+          maxConnectionsPerAddress: 4,
+          idleTimeoutMs: 10_000,
         },
       ],
       nts: {
