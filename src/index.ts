@@ -1,7 +1,8 @@
 /**
  * ntptsd as a library: the pure protocol codecs and crypto, the precise clock, the configuration loader, and
- * the NTP/NTS clients (errors are `ClientError` with a stable `code`). Everything here is usable without
- * starting the daemon.
+ * the NTP/NTS clients (errors are `ClientError` with a stable `code`), and the management client with the
+ * protocol's shared types (`MgmtClient`; errors are `MgmtError` / `MgmtConnectionError`). Everything here is
+ * usable without starting the daemon.
  */
 
 export { DecodeError, UsageError, type Result } from './proto/errors.js';
@@ -44,3 +45,62 @@ export { loadConfigFile, loadConfigText, defaultConfig, formatConfig, type Confi
 export { ClientError, type ClientErrorCode } from './client/errors.js';
 export { ntsKeyExchange, NTSKE_DEFAULT_PORT, NTP_DEFAULT_PORT, DEFAULT_CLIENT_AEADS, type NtsKeOptions, type NtsKeResult } from './client/ntske.js';
 export { queryTime, queryNtp, NtsClient, type TimeSample, type Leap, type QueryOptions, type NtsClientOptions, type TimeQueryOptions } from './client/ntp.js';
+
+export {
+  MgmtClient,
+  MgmtSubscription,
+  MgmtError,
+  MgmtConnectionError,
+  DEFAULT_MGMT_SOCKET,
+  DEFAULT_MGMT_PORT,
+  rpcCodeName,
+  type MgmtConnectOptions,
+  type MgmtConnectionErrorCode,
+  type MgmtNotification,
+  type MgmtSession,
+} from './client/mgmt.js';
+export { RpcErrorCode, type RpcError, type JsonValue, type JsonObject, type RequestId } from './proto/mgmt/jsonrpc.js';
+export {
+  MGMT_ALPN,
+  MGMT_PROTOCOL_VERSION,
+  METHODS,
+  METHOD_NAMES,
+  NOTIFICATION_NAMES,
+  EVENT_KINDS,
+  LOG_LEVELS,
+  CLIENT_SORT_KEYS,
+  ROLES,
+  isKnownEvent,
+  type MethodName,
+  type MethodResult,
+  type ParamsIn,
+  type Results,
+  type Role,
+  type SessionRole,
+  type AuthVia,
+  type AuthMethod,
+  type LogLevel,
+  type ClientSortKey,
+  type EventKind,
+  type AuthResult,
+  type StatusResult,
+  type TimeStatus,
+  type CertificateInfo,
+  type ServicesResult,
+  type ListenerInfo,
+  type ServiceInfo,
+  type StatsResult,
+  type ClientsResult,
+  type ClientInfo,
+  type KeysResult,
+  type RotateKeysResult,
+  type ReloadResult,
+  type LogLevelResult,
+  type SubscribeResult,
+  type UnsubscribeResult,
+  type HelloParams,
+  type KnownEvent,
+  type UnknownEvent,
+  type EventParams,
+  type StatsNotificationParams,
+} from './proto/mgmt/types.js';

@@ -3,13 +3,18 @@
  * capabilities behind them land; every command takes --json and exits non-zero with a one-line reason.
  *
  * A thin layer: commander reads the command line, the library (src/client) does the work, the pure helpers
- * in ./format.ts check argument values and shape the output. Exit codes: 0 success, 1 the operation failed
+ * in ./format.ts and ./mgmt-format.ts check argument values and shape the output. The management commands
+ * (status, services, stats, clients, keys, rotate-keys, reload, log-level, watch, call) speak ntp-mgmt/1
+ * (docs/management.md) through `MgmtClient`, over the daemon's Unix socket or `--connect` (TLS). Exit codes: 0 success, 1 the operation failed
  * (`ntptsc: <reason>` on stderr; with --json also `{"error": ...}` on stdout), 2 bad command line.
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ClientError } from '../client/errors.js';
+import { DEFAULT_MGMT_PORT, DEFAULT_MGMT_SOCKET, MgmtClient, MgmtConnectionError, MgmtError, type MgmtConnectOptions } from '../client/mgmt.js';
+import { CLIENT_SORT_KEYS, LIMITS, LOG_LEVELS, type ClientSortKey, type EventParams, type LogLevel, type StatsResult, type UnknownEvent } from '../proto/mgmt/types.js';
+import type { JsonObject } from '../proto/mgmt/jsonrpc.js';
 import { queryTime, type TimeQueryOptions } from '../client/ntp.js';
 import { NTP_DEFAULT_PORT, NTSKE_DEFAULT_PORT, ntsKeyExchange } from '../client/ntske.js';
 import { parseDuration } from '../config/index.js';
@@ -30,23 +35,74 @@ import {
   timeRows,
   type Parsed,
 } from './format.js';
+import {
+  describeMgmtError,
+  formatClients,
+  formatKeys,
+  formatLogLevel,
+  formatReload,
+  formatRotateKeys,
+  formatServices,
+  formatStats,
+  formatStatus,
+  formatWatch,
+  mgmtErrorJson,
+  notificationLine,
+} from './mgmt-format.js';
 
 export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** True when stdout is a terminal (`watch` then draws a live view instead of NDJSON). */
+  readonly isTty?: boolean;
+  /** Calls `handler` on Ctrl-C (or when stdout's reader went away); returns a function that stops listening. */
+  onInterrupt?(handler: () => void): () => void;
 }
 
 const processIo: CliIo = {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
+  isTty: process.stdout.isTTY === true,
+  onInterrupt(handler) {
+    const onPipe = (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') handler();
+    };
+    process.once('SIGINT', handler);
+    process.stdout.on('error', onPipe);
+    return () => {
+      process.off('SIGINT', handler);
+      process.stdout.off('error', onPipe);
+    };
+  },
 };
 
 /** A bad command line found after commander's own checks (exit 2). */
 class UsageProblem extends Error {}
 
 const MAX_SAMPLES = 64;
-const COMMANDS = ['time', 'ke'];
-const VALUE_OPTIONS = ['--ke-port', '--ca', '--samples', '--timeout', '--aead'];
+const MGMT_COMMANDS = ['status', 'services', 'stats', 'clients', 'keys', 'rotate-keys', 'reload', 'log-level', 'watch', 'call'];
+const COMMANDS = ['time', 'ke', ...MGMT_COMMANDS];
+const VALUE_OPTIONS = [
+  '--ke-port',
+  '--ca',
+  '--samples',
+  '--timeout',
+  '--aead',
+  '--socket',
+  '--connect',
+  '--token',
+  '--token-file',
+  '--cert',
+  '--key',
+  '--limit',
+  '--sort',
+  '--filter',
+  '--interval',
+];
+/** `watch` without --interval: a live view, so more often than the daemon's default of 10 s. */
+const DEFAULT_WATCH_INTERVAL_S = 2;
+/** Events kept on the live view of `watch`. */
+const WATCH_EVENTS_SHOWN = 10;
 
 /** Adapts a pure parser to commander's option parsers (a bad value is a usage error). */
 const valueOf =
@@ -60,6 +116,16 @@ const portValue = valueOf(parsePort);
 const samplesValue = valueOf((text) => parseCount(text, 1, MAX_SAMPLES));
 const timeoutValue = valueOf((text) => parseDuration(text));
 const aeadValue = valueOf(parseAeadList);
+const limitValue = valueOf((text) => parseCount(text, 1, LIMITS.maxClients));
+const intervalValue = valueOf((text) => {
+  const ms = parseDuration(text, { allowZero: true, maxMs: LIMITS.maxInterval * 1000 });
+  if (!ms.ok) return ms;
+  return ms.value % 1000 === 0 ? { ok: true, value: ms.value / 1000 } : { ok: false, error: `the interval is whole seconds (0s to ${LIMITS.maxInterval}s), got ${JSON.stringify(text)}` };
+});
+const filterValue = (text: string): string => {
+  if (text.length < 1 || text.length > LIMITS.maxFilterLength) throw new InvalidArgumentError(`a filter has 1 to ${LIMITS.maxFilterLength} characters`);
+  return text;
+};
 
 interface CommonOptions {
   json?: boolean;
@@ -141,6 +207,170 @@ async function runKe(target: string, opts: CommonOptions, io: CliIo): Promise<nu
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Management commands
+
+interface MgmtCliOptions {
+  json?: boolean;
+  socket?: string;
+  connect?: string;
+  token?: string;
+  tokenFile?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  timeout?: number;
+}
+
+function readOptionFile(option: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageProblem(`cannot read ${option} file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+/** The connection the options ask for: the Unix socket (default) or TLS with --connect; bad combinations are usage errors. */
+function mgmtConnectOptions(opts: MgmtCliOptions): MgmtConnectOptions {
+  if (opts.socket !== undefined && opts.connect !== undefined) throw new UsageProblem('--socket and --connect exclude each other');
+  if (opts.token !== undefined && opts.tokenFile !== undefined) throw new UsageProblem('--token and --token-file exclude each other');
+  if ((opts.cert === undefined) !== (opts.key === undefined)) throw new UsageProblem('--cert and --key go together');
+  if (opts.connect === undefined) {
+    const tlsOnly = [['--ca', opts.ca], ['--cert', opts.cert]].find(([, value]) => value !== undefined);
+    if (tlsOnly !== undefined) throw new UsageProblem(`${tlsOnly[0] as string} needs --connect HOST:PORT (TLS)`);
+  }
+  let token = opts.token;
+  if (opts.tokenFile !== undefined) {
+    // The file holds the token on its first line; surrounding blanks and the line end are not part of it.
+    token = (readOptionFile('--token-file', opts.tokenFile).split('\n')[0] ?? '').trim();
+    if (token === '') throw new UsageProblem(`--token-file ${opts.tokenFile} is empty`);
+  }
+  if (token !== undefined && (token.length < 1 || token.length > LIMITS.maxTokenLength)) {
+    throw new UsageProblem(`a token has 1 to ${LIMITS.maxTokenLength} characters`);
+  }
+  const common: MgmtConnectOptions = {
+    ...(token === undefined ? {} : { token }),
+    ...(opts.timeout === undefined ? {} : { connectTimeoutMs: opts.timeout, timeoutMs: opts.timeout }),
+  };
+  if (opts.connect === undefined) return { ...common, socket: opts.socket ?? DEFAULT_MGMT_SOCKET };
+  const where = endpoint(opts.connect, DEFAULT_MGMT_PORT);
+  return {
+    ...common,
+    host: where.host,
+    port: where.port,
+    ...(opts.ca === undefined ? {} : { ca: readOptionFile('--ca', opts.ca) }),
+    ...(opts.cert === undefined ? {} : { cert: readOptionFile('--cert', opts.cert), key: readOptionFile('--key', opts.key as string) }),
+  };
+}
+
+/** Exit code and output of a failed management command. */
+function mgmtFailed(error: unknown, json: boolean | undefined, io: CliIo): number {
+  if (error instanceof MgmtError) io.stderr(`ntptsc: ${describeMgmtError(error)}\n`);
+  else if (error instanceof MgmtConnectionError) io.stderr(`ntptsc: ${oneLine(error.message)}\n`);
+  else throw error;
+  if (json === true) io.stdout(formatJson(mgmtErrorJson(error)));
+  return 1;
+}
+
+/** Connects as the options say, runs `work`, closes; failures of the daemon or the connection exit 1. */
+async function withMgmt(opts: MgmtCliOptions, io: CliIo, work: (client: MgmtClient) => Promise<number>): Promise<number> {
+  const options = mgmtConnectOptions(opts);
+  let client: MgmtClient | undefined;
+  try {
+    client = await MgmtClient.connect(options);
+    return await work(client);
+  } catch (error) {
+    return mgmtFailed(error, opts.json, io);
+  } finally {
+    await client?.close();
+  }
+}
+
+/** A method without params (or with `params`): the raw result with --json, else `format(result)`. */
+function runMethod<R>(
+  call: (client: MgmtClient) => Promise<R>,
+  format: (result: R) => string,
+): (opts: MgmtCliOptions, io: CliIo) => Promise<number> {
+  return (opts, io) =>
+    withMgmt(opts, io, async (client) => {
+      const result = await call(client);
+      io.stdout(opts.json === true ? formatJson(result) : format(result));
+      return 0;
+    });
+}
+
+function parseCallParams(text: string | undefined): JsonObject | undefined {
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageProblem(`params are not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageProblem('params must be a JSON object, e.g. \'{"limit": 10}\'');
+  return value as JsonObject;
+}
+
+interface WatchCliOptions extends MgmtCliOptions {
+  interval?: number;
+}
+
+/**
+ * `ntptsc watch`: subscribes and, on a terminal, redraws the live view at each notification; otherwise (or with
+ * --json) writes each notification as one JSON line. Ctrl-C ends it with exit 0; the daemon going away, exit 1.
+ */
+async function runWatch(opts: WatchCliOptions, io: CliIo): Promise<number> {
+  const live = opts.json !== true && io.isTty === true;
+  const interval = opts.interval ?? DEFAULT_WATCH_INTERVAL_S;
+  return withMgmt(opts, io, async (client) => {
+    let interrupted = false;
+    const stopListening = io.onInterrupt?.(() => {
+      interrupted = true;
+      client.destroy();
+    });
+    try {
+      const subscription = await client.subscribe({ interval });
+      let stats: StatsResult | undefined;
+      const events: (EventParams | UnknownEvent)[] = [];
+      const draw = () => io.stdout(formatWatch({ where: client.where, interval: subscription.result.interval, stats, events }));
+      if (live) draw();
+      for await (const n of subscription) {
+        if (!live) {
+          io.stdout(notificationLine(n));
+          continue;
+        }
+        if (n.method === 'stats') stats = n.params as StatsResult;
+        else if (n.method === 'event') {
+          events.push(n.params as EventParams | UnknownEvent);
+          if (events.length > WATCH_EVENTS_SHOWN) events.shift();
+        } else continue;
+        draw();
+      }
+      if (interrupted) return 0;
+      throw new MgmtConnectionError('MGMT_CLOSED', `${client.where} closed the connection`);
+    } catch (error) {
+      if (interrupted) return 0;
+      throw error;
+    } finally {
+      stopListening?.();
+    }
+  });
+}
+
+/** The options every management command takes. */
+function withMgmtOptions(command: Command): Command {
+  return command
+    .option('--socket <path>', `the daemon's Unix socket (default ${DEFAULT_MGMT_SOCKET}); the session is admin`)
+    .option('--connect <host:port>', `TLS to a management listener instead (port ${DEFAULT_MGMT_PORT} by default)`)
+    .option('--token <token>', 'authenticate with this token')
+    .option('--token-file <file>', 'authenticate with the token on the first line of this file')
+    .option('--cert <file>', 'with --connect: client certificate (PEM)')
+    .option('--key <file>', 'with --connect: private key of --cert (PEM)')
+    .option('--ca <file>', 'with --connect: trust the CAs in this PEM file instead of the system store')
+    .option('--timeout <duration>', 'to connect and for each request, e.g. "3s" (default 5s to connect, 10s per request)', timeoutValue)
+    .option('--json', 'print the raw result as one JSON document');
+}
+
 /** The program; each action stores its exit code in `state`. */
 export function buildProgram(io: CliIo = processIo, state: { exitCode: number } = { exitCode: 0 }): Command {
   const program = new Command('ntptsc')
@@ -180,6 +410,53 @@ export function buildProgram(io: CliIo = processIo, state: { exitCode: number } 
     .option('--json', 'print one JSON document')
     .action(async (target: string, opts: CommonOptions) => {
       state.exitCode = await runKe(target, opts, io);
+    });
+
+  const mgmt = (name: string, description: string) => withMgmtOptions(program.command(name).description(description));
+  const simple = <R>(name: string, description: string, call: (client: MgmtClient) => Promise<R>, format: (result: R) => string) =>
+    mgmt(name, description).action(async (opts: MgmtCliOptions) => {
+      state.exitCode = await runMethod(call, format)(opts, io);
+    });
+
+  simple('status', 'the daemon at a glance: version, uptime, time source, keys, certificate, your session', (c) => c.call('status'), formatStatus);
+  simple('services', 'listeners and services with their connections', (c) => c.call('services'), formatServices);
+  simple('stats', 'counters since start', (c) => c.call('stats'), formatStats);
+  simple('keys', 'the NTS master key ring (ids and ages, never key material)', (c) => c.call('keys'), formatKeys);
+  simple('rotate-keys', 'make a new current master key now (admin)', (c) => c.call('rotate-keys'), formatRotateKeys);
+  simple('reload', 'reload the configuration and the certificate, like SIGHUP (admin)', (c) => c.call('reload'), formatReload);
+
+  mgmt('clients', 'NTP clients recently seen')
+    .option('--limit <n>', `most entries shown, 1 to ${LIMITS.maxClients} (default ${LIMITS.defaultClients})`, limitValue)
+    .addOption(new Option('--sort <key>', 'order (descending except address)').choices(CLIENT_SORT_KEYS))
+    .option('--filter <address-or-prefix>', 'only this address or CIDR prefix (e.g. 2001:db8::/32)', filterValue)
+    .action(async (opts: MgmtCliOptions & { limit?: number; sort?: ClientSortKey; filter?: string }) => {
+      const params = {
+        ...(opts.limit === undefined ? {} : { limit: opts.limit }),
+        ...(opts.sort === undefined ? {} : { sort: opts.sort }),
+        ...(opts.filter === undefined ? {} : { filter: opts.filter }),
+      };
+      state.exitCode = await runMethod((c) => c.call('clients', params), formatClients)(opts, io);
+    });
+
+  mgmt('log-level', 'change the daemon\'s log level until the next restart or reload (admin)')
+    .addArgument(new Argument('<level>', 'the new level').choices(LOG_LEVELS))
+    .action(async (level: LogLevel, opts: MgmtCliOptions) => {
+      state.exitCode = await runMethod((c) => c.call('log-level', { level }), formatLogLevel)(opts, io);
+    });
+
+  mgmt('watch', 'live stats and events; NDJSON (one notification per line) when stdout is not a terminal')
+    .option('--interval <duration>', `between stats, whole seconds, 0s for events only (default ${DEFAULT_WATCH_INTERVAL_S}s)`, intervalValue)
+    .action(async (opts: WatchCliOptions) => {
+      state.exitCode = await runWatch(opts, io);
+    });
+
+  mgmt('call', 'call any management method; params as a JSON object; prints the raw result')
+    .argument('<method>', 'method name, e.g. status or clients')
+    .argument('[params]', 'JSON object, e.g. \'{"limit": 5}\'')
+    .action(async (method: string, paramsText: string | undefined, opts: MgmtCliOptions) => {
+      if (method.length < 1 || method.length > 64) throw new UsageProblem('a method name has 1 to 64 characters');
+      const params = parseCallParams(paramsText);
+      state.exitCode = await runMethod((c) => c.call(method, params), formatJson)(opts, io);
     });
 
   return program;

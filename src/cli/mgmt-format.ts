@@ -1,0 +1,306 @@
+/**
+ * Pure helpers of `ntptsc`'s management commands: results of the management protocol (the types of
+ * src/proto/mgmt/types.ts, never redefined here) as aligned tables and `key: value` lines for people, errors as
+ * one line, and the live view of `ntptsc watch`. No I/O, no clock: tests call them directly. Scripts use
+ * `--json`, which prints the raw result instead.
+ */
+import { MgmtError, rpcCodeName, type MgmtConnectionError, type MgmtNotification } from '../client/mgmt.js';
+import type { JsonValue } from '../proto/mgmt/jsonrpc.js';
+import type {
+  ClientsResult,
+  EventParams,
+  KeysResult,
+  LogLevelResult,
+  ReloadResult,
+  RotateKeysResult,
+  ServicesResult,
+  StatsResult,
+  StatusResult,
+  UnknownEvent,
+} from '../proto/mgmt/types.js';
+import { formatRows, formatSeconds, oneLine, type Rows } from './format.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Building blocks
+
+export type Align = 'left' | 'right';
+
+/**
+ * A table: a header line, then one line per row, columns separated by two spaces, each as wide as its widest
+ * cell; `right` columns (numbers) are right-aligned. Trailing blanks are removed. `(none)` for no rows.
+ */
+export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>, align: readonly Align[] = []): string {
+  if (rows.length === 0) return `${headers.join('  ')}\n(none)\n`;
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (align[i] === 'right' ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** `2025-01-02T03:04:05.000000Z` → `2025-01-02 03:04:05Z` (whole seconds are enough for people); other text unchanged. */
+export function formatTime(iso: string): string {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?Z$/.exec(iso);
+  return m === null ? iso : `${m[1]} ${m[2]}Z`;
+}
+
+/** Seconds as `3d 4h 5m 6s` (largest units first, zero units left out; below a minute, `12.3s`). */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return String(seconds);
+  if (seconds < 60) return `${Number.isInteger(seconds) ? seconds : seconds.toFixed(1)}s`;
+  let rest = Math.floor(seconds);
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60]] as const) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n > 0) parts.push(`${n}${unit}`);
+  }
+  if (rest > 0) parts.push(`${rest}s`);
+  return parts.join(' ');
+}
+
+/** A 32-bit master key id as cookies carry it: `0xdeadbeef`. */
+export function formatKeyId(id: number): string {
+  return `0x${(id >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+const list = (items: readonly string[]): string => (items.length === 0 ? 'none' : items.join(', '));
+
+// ---------------------------------------------------------------------------------------------------------------
+// Methods
+
+export function statusRows(s: StatusResult): Rows {
+  const t = s.time;
+  const session = s.session;
+  return [
+    ['server', `${s.server} ${s.version}`],
+    ['started', `${formatTime(s.startedAt)} (up ${formatDuration(s.uptime)})`],
+    ['config', s.config ?? 'built-in defaults'],
+    ['log level', s.logLevel],
+    ['time source', `${t.source}, ${t.synchronized ? 'synchronized' : 'not synchronized'}`],
+    ['stratum', String(t.stratum)],
+    ['refid', t.refid],
+    ['leap', t.leap],
+    ['root delay', formatSeconds(t.rootDelay)],
+    ['root dispersion', formatSeconds(t.rootDispersion)],
+    ['master key', `${formatKeyId(s.keys.current)} (${s.keys.count} kept), next rotation ${formatTime(s.keys.nextRotation)}`],
+    ['certificate', `${s.certificate.subject}${s.certificate.selfSigned ? ' (self-signed)' : ''}`],
+    ['valid', `${formatTime(s.certificate.notBefore)} to ${formatTime(s.certificate.notAfter)}`],
+    ['sha256', s.certificate.sha256],
+    ['connections', String(s.connections)],
+    ['session', `${session.role} via ${session.via}${session.identity === null ? '' : ` (${session.identity})`}`],
+  ];
+}
+
+export function formatStatus(s: StatusResult): string {
+  return formatRows(statusRows(s));
+}
+
+export function formatServices(r: ServicesResult): string {
+  const listeners = formatTable(
+    ['LISTENER', 'ADDRESS', 'TRANSPORT', 'SERVICES', 'DEFAULT', 'CONNECTIONS'],
+    r.listeners.map((l) => [l.name, l.address ?? l.path ?? '-', l.transport, l.services.join(','), l.defaultService ?? '-', `${l.connections}/${l.maxConnections}`]),
+    ['left', 'left', 'left', 'left', 'left', 'right'],
+  );
+  const services = formatTable(
+    ['SERVICE', 'ALPN', 'ACTIVE'],
+    r.services.map((s) => [s.name, s.alpn ?? '-', String(s.active)]),
+    ['left', 'left', 'right'],
+  );
+  return `${listeners}\n${services}`;
+}
+
+/** Every counter of a `stats` result as `[scope, counter, value]`, in the order the daemon sent them. */
+export function statsCounters(r: StatsResult): Array<[string, string, number]> {
+  const out: Array<[string, string, number]> = [];
+  for (const [name, value] of Object.entries(r.ntp ?? {})) out.push(['ntp', name, value]);
+  for (const [service, s] of Object.entries(r.services ?? {})) {
+    out.push([`service ${service}`, 'active', s.active]);
+    for (const [name, value] of Object.entries(s.counters ?? {})) out.push([`service ${service}`, name, value]);
+  }
+  for (const [listener, counters] of Object.entries(r.listeners ?? {})) {
+    // Listener names read `listener[0] [::]:4460` already.
+    const scope = listener.startsWith('listener') ? listener : `listener ${listener}`;
+    for (const [name, value] of Object.entries(counters)) out.push([scope, name, value]);
+  }
+  return out;
+}
+
+export function formatStats(r: StatsResult): string {
+  const head = formatRows([
+    ['at', formatTime(r.at)],
+    ['uptime', formatDuration(r.uptime)],
+  ]);
+  const table = formatTable(
+    ['SCOPE', 'COUNTER', 'VALUE'],
+    statsCounters(r).map(([scope, name, value]) => [scope, name, String(value)]),
+    ['left', 'left', 'right'],
+  );
+  return `${head}\n${table}`;
+}
+
+export function formatClients(r: ClientsResult): string {
+  const head = `${r.clients.length} shown, ${r.matched} matched, ${r.total} in the table\n`;
+  const table = formatTable(
+    ['ADDRESS', 'LAST SEEN', 'FIRST SEEN', 'PACKETS', 'DROPS', 'KODS', 'MODE', 'VER', 'AUTH'],
+    r.clients.map((c) => [c.address, formatTime(c.lastSeen), formatTime(c.firstSeen), String(c.packets), String(c.drops), String(c.kods), String(c.mode), String(c.version), c.auth]),
+    ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
+  );
+  return `${head}\n${table}`;
+}
+
+export function formatKeys(r: KeysResult): string {
+  const head = formatRows([
+    ['current', formatKeyId(r.current)],
+    ['rotation', `every ${formatDuration(r.rotation)}, next ${formatTime(r.nextRotation)}`],
+    ['kept', String(r.kept)],
+  ]);
+  const table = formatTable(
+    ['ID', 'CREATED', 'CURRENT'],
+    r.keys.map((k) => [formatKeyId(k.id), formatTime(k.createdAt), k.current ? 'yes' : '']),
+  );
+  return `${head}\n${table}`;
+}
+
+export function formatRotateKeys(r: RotateKeysResult): string {
+  return formatRows([
+    ['current', formatKeyId(r.current)],
+    ['previous', formatKeyId(r.previous)],
+    ['removed', list(r.removed.map(formatKeyId))],
+  ]);
+}
+
+export function formatReload(r: ReloadResult): string {
+  return formatRows([
+    ['config', r.config ?? 'built-in defaults'],
+    ['changed', list(r.changed)],
+    ['restart required', list(r.restartRequired)],
+    ['certificate reloaded', r.certificateReloaded ? 'yes' : 'no'],
+  ]);
+}
+
+export function formatLogLevel(r: LogLevelResult): string {
+  return formatRows([
+    ['log level', r.level],
+    ['previous', r.previous],
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Events and the live view
+
+/** One line for an event: known kinds in words, unknown kinds as their JSON members. */
+export function formatEvent(e: EventParams | UnknownEvent): string {
+  const at = formatTime(e.at);
+  const missed = e.missed !== undefined && e.missed > 0 ? ` (${e.missed} events missed before)` : '';
+  const known = e as EventParams;
+  let text: string;
+  switch (known.kind) {
+    case 'key-rotated':
+      text = `master key ${formatKeyId(known.previous)} → ${formatKeyId(known.current)} by ${known.by}${known.removed.length > 0 ? `, removed ${known.removed.map(formatKeyId).join(', ')}` : ''}`;
+      break;
+    case 'config-reloaded':
+      text = `configuration reloaded by ${known.by}; changed: ${list(known.changed)}${known.restartRequired.length > 0 ? `; restart required: ${known.restartRequired.join(', ')}` : ''}`;
+      break;
+    case 'certificate-reloaded':
+      text = `certificate reloaded: ${known.certificate.subject}, valid to ${formatTime(known.certificate.notAfter)}`;
+      break;
+    case 'client-rate-limited':
+      text = `client ${known.address} rate-limited on ${known.service}${known.suppressed > 0 ? ` (${known.suppressed} more not shown)` : ''}`;
+      break;
+    case 'listener-error':
+      text = `${known.listener}: ${known.code} ${known.message}`;
+      break;
+    case 'source-changed':
+      text = `time source ${known.source}: stratum ${known.current.stratum}, refid ${known.current.refid}, leap ${known.current.leap}, ${known.current.synchronized ? 'synchronized' : 'not synchronized'}`;
+      break;
+    default: {
+      const { kind, at: _at, missed: _missed, ...rest } = e as UnknownEvent;
+      return `${at}  ${kind}  ${JSON.stringify(rest)}${missed}`;
+    }
+  }
+  return `${at}  ${known.kind}  ${text}${missed}`;
+}
+
+/** ANSI: cursor home, clear the screen. */
+export const CLEAR_SCREEN = '\x1b[H\x1b[2J';
+
+export interface WatchView {
+  /** The socket path or `host:port`. */
+  readonly where: string;
+  readonly interval: number;
+  readonly stats: StatsResult | undefined;
+  /** Most recent last. */
+  readonly events: readonly (EventParams | UnknownEvent)[];
+}
+
+/** The live view of `ntptsc watch` on a terminal: one screen, drawn after a clear. */
+export function formatWatch(view: WatchView): string {
+  const title = `ntptsd at ${view.where}: ${view.interval > 0 ? `stats every ${formatDuration(view.interval)}` : 'events only'} (Ctrl-C to quit)\n\n`;
+  const stats = view.stats === undefined ? (view.interval > 0 ? 'waiting for stats...\n' : '') : formatStats(view.stats);
+  const events = view.events.length === 0 ? 'no events yet\n' : view.events.map((e) => formatEvent(e)).join('\n') + '\n';
+  return `${CLEAR_SCREEN}${title}${stats}\nrecent events:\n${events}`;
+}
+
+/** The NDJSON line of `ntptsc watch` when stdout is not a terminal (or with --json): one notification. */
+export function notificationLine(n: MgmtNotification): string {
+  return `${JSON.stringify({ method: n.method, params: n.params })}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Failures
+
+function problemsText(data: JsonValue | undefined): string {
+  const problems = typeof data === 'object' && data !== null && !Array.isArray(data) ? data['problems'] : undefined;
+  if (!Array.isArray(problems)) return '';
+  return problems
+    .map((p) => (typeof p === 'object' && p !== null && !Array.isArray(p) ? `${String(p['path'])}: ${String(p['reason'])}` : String(p)))
+    .join('; ');
+}
+
+/**
+ * The one-line reason `ntptsc` prints for a failed management request: the error code's name, then what it
+ * means for this method (`forbidden: rotate-keys needs the admin role`).
+ */
+export function describeMgmtError(error: MgmtError): string {
+  const name = rpcCodeName(error.code);
+  const required = error.detail('required');
+  const retryAfter = error.detail('retryAfter');
+  const backend = error.detail('backend');
+  let text: string;
+  switch (error.code) {
+    case -32001:
+      text =
+        error.method === 'auth'
+          ? oneLine(error.message)
+          : `${error.method} needs authentication: give --token, --token-file or --cert/--key (or use the Unix socket)`;
+      break;
+    case -32002:
+      text = `${error.method} needs the ${typeof required === 'string' ? required : 'a higher'} role`;
+      break;
+    case -32003:
+      text = `too many failed auth attempts${typeof retryAfter === 'number' ? `; retry in ${retryAfter} s` : ''}`;
+      break;
+    case -32004:
+      text = `${oneLine(error.message)}${typeof backend === 'string' && !error.message.includes(backend) ? ` (backend ${backend})` : ''}`;
+      break;
+    case -32007: {
+      const problems = problemsText(error.data);
+      text = problems === '' ? oneLine(error.message) : `${oneLine(error.message)}: ${problems}`;
+      break;
+    }
+    default:
+      text = oneLine(error.message);
+  }
+  return `${name}: ${text}`;
+}
+
+/** The `--json` document of a failed management command (same shape as the other commands' `{"error": ...}`). */
+export function mgmtErrorJson(error: MgmtError | MgmtConnectionError) {
+  if (error instanceof MgmtError) {
+    return { error: { code: error.code, reason: error.reason, message: oneLine(error.message), details: error.data ?? {} } };
+  }
+  return { error: { code: error.code, message: oneLine(error.message), details: error.details } };
+}
