@@ -90,6 +90,14 @@ export function check(config: Config): ConfigProblem[] {
     if (sameHash < i) report(`mgmt.token[${i}].sha256`, `same token as mgmt.token[${sameHash}]`);
   });
 
+  config.mgmt.clientCerts.forEach((cert, i) => {
+    const same = config.mgmt.clientCerts.findIndex((c) => c.commonName === cert.commonName);
+    if (same < i) report(`mgmt.client-cert[${i}].common-name`, `duplicate common name "${cert.commonName}" (also mgmt.client-cert[${same}])`);
+  });
+  if (config.mgmt.clientCerts.length > 0 && config.tls.clientCa === null) {
+    report('mgmt.client-cert', 'maps client certificates to roles, but tls.client-ca is not set, so no client certificate is ever requested');
+  }
+
   return problems;
 }
 
@@ -119,6 +127,9 @@ function checkListener(
       const why = TLS_ONLY.includes(service) ? `needs TLS, which a path listener does not offer` : 'is not served on path listeners';
       report(`${at}.services[${j}]`, `"${service}" ${why} (${UNIX_ONLY_MGMT})`);
     });
+    if (listener.services.includes('mgmt') && (listener.mode & 0o007) !== 0) {
+      report(`${at}.mode`, `"${listener.mode.toString(8).padStart(4, '0')}" lets every local user open this socket, and its peers are management admins; use "0660" or stricter`);
+    }
     const bytes = Buffer.byteLength(listener.path);
     if (bytes > MAX_SOCKET_PATH_BYTES) {
       report(`${at}.path`, `socket path is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows`);

@@ -55,7 +55,11 @@ export function configToToml(config: Config): Record<string, unknown> {
       'keys-kept': nts.keysKept,
     },
     ntpd: { address: formatHostPort(ntpd.address) },
-    mgmt: { anonymous: mgmt.anonymous, token: mgmt.tokens.map((t) => ({ name: t.name, role: t.role, sha256: t.sha256 })) },
+    mgmt: {
+      anonymous: mgmt.anonymous,
+      token: mgmt.tokens.map((t) => ({ name: t.name, role: t.role, sha256: t.sha256 })),
+      'client-cert': mgmt.clientCerts.map((c) => ({ 'common-name': c.commonName, role: c.role })),
+    },
   };
 }
 

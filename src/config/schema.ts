@@ -63,10 +63,11 @@ export const DEFAULTS = {
     'root-dispersion': '0s',
     leap: 'none',
   },
-  // Only available services (types.ts). The design's other defaults return with their services: "eks" on the
-  // first listener, "mgmt" on 127.0.0.1:4461 and <state-dir>/ntptsd.sock.
+  // Only available services (types.ts). The design's other default returns with its service: "eks" on the first listener.
   listener: [
     { address: '[::]:4460', services: ['nts-ke'], 'default-service': 'nts-ke' },
+    { address: '127.0.0.1:4461', services: ['mgmt'] },
+    { path: 'ntptsd.sock', services: ['mgmt'] },
     { address: '127.0.0.1:9975', services: ['metrics'] },
   ],
   nts: {
@@ -78,7 +79,7 @@ export const DEFAULTS = {
     'keys-kept': 7,
   },
   ntpd: { address: '127.0.0.1:123' },
-  mgmt: { anonymous: 'none', token: [] },
+  mgmt: { anonymous: 'none', token: [], 'client-cert': [] },
 } as const;
 
 /** NTP short format (root delay, dispersion) tops out just below 65536 s. */
@@ -355,10 +356,24 @@ const tokenSchema = table({
   sha256: sha256Hex(),
 }).transform((r) => ({ name: r.name, role: r.role, sha256: r.sha256 }));
 
+/** A certificate subject CN: 1-64 printable characters (X.520 ub-common-name is 64). */
+const commonName = () =>
+  syntax('a common name string', (s): ValueResult<string> =>
+    s.length >= 1 && s.length <= 64 && ![...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
+      ? { ok: true, value: s }
+      : { ok: false, error: `invalid common name ${JSON.stringify(s.slice(0, 80))} (1-64 characters, no control characters)` },
+  );
+
+const clientCertSchema = table({
+  'common-name': commonName(),
+  role: oneOf('role', MGMT_ROLES),
+}).transform((r) => ({ commonName: r['common-name'], role: r.role }));
+
 const mgmtSchema = table({
   anonymous: oneOf('anonymous role', ANONYMOUS_ROLES).prefault(DEFAULTS.mgmt.anonymous),
   token: arrayOfTables(tokenSchema, 'mgmt.token').prefault([]),
-}).transform((r) => ({ anonymous: r.anonymous, tokens: r.token }));
+  'client-cert': arrayOfTables(clientCertSchema, 'mgmt.client-cert').prefault([]),
+}).transform((r) => ({ anonymous: r.anonymous, tokens: r.token, clientCerts: r['client-cert'] }));
 
 /** The whole file. Parse with `{ error: errorMap }`. */
 export const configSchema = table({

@@ -29,7 +29,7 @@ export type TimeSourceKind = (typeof TIME_SOURCES)[number];
  */
 
 /** Services this version serves; grows as capabilities land. */
-export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'metrics'];
+export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'mgmt', 'metrics'];
 
 /** Time sources this version runs; grows as capabilities land. */
 export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static'];
@@ -151,9 +151,17 @@ export interface MgmtToken {
   readonly sha256: string;
 }
 
+/** `[[mgmt.client-cert]]`: the role of a verified TLS client certificate whose subject CN is `commonName`. */
+export interface MgmtClientCert {
+  readonly commonName: string;
+  readonly role: MgmtRole;
+}
+
 export interface MgmtConfig {
   readonly anonymous: AnonymousRole;
   readonly tokens: readonly MgmtToken[];
+  /** Verified client certificates without a matching entry get no role beyond `anonymous`. */
+  readonly clientCerts: readonly MgmtClientCert[];
 }
 
 export interface Config {

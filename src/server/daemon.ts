@@ -5,20 +5,25 @@
  * SIGHUP reloads the config file and the certificates without dropping connections; the certificate files are
  * also watched. SIGTERM/SIGINT stop accepting, let exchanges in flight finish, persist state and exit 0.
  */
-import { access, chown, constants } from 'node:fs/promises';
+import { access, chown, constants, readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { PreciseClock } from '../clock/clock.js';
 import { aeadByName } from '../crypto/aead.js';
 import { loadConfigFile, formatProblem, encodeRefid, type Config, type ListenerConfig } from '../config/index.js';
+import type { CertificateInfo, ListenerInfo, LogLevel, ReloadResult, StatsResult } from '../proto/mgmt/types.js';
 import type { NtsKeServerSettings } from '../proto/ntske/server.js';
 import { StaticSource } from '../source/static.js';
 import type { TimeSource } from '../source/source.js';
 import { CertificateWatcher, loadTlsMaterial, type TlsMaterial } from './certificate.js';
-import { KeyRingStore } from './keyring-store.js';
+import { KeyRingError, KeyRingStore } from './keyring-store.js';
 import { ListenerSet, formatSocketAddress, type ListenerSpec } from './listeners.js';
 import { createLogger, type Logger } from './log.js';
 import { NtpService } from './ntp-service.js';
 import { ServiceRegistry } from './service.js';
+import { RateLimitSampler } from './mgmt/auth.js';
+import { ControlError, DaemonEvents, isoMicros, type DaemonControl } from './mgmt/control.js';
+import { MgmtService } from './services/mgmt.js';
+import { VERSION } from '../version.js';
 import { DaemonMetrics, createMetricsService } from './services/metrics.js';
 import { NtsKeService } from './services/nts-ke.js';
 import { ensureStateDir } from './state-files.js';
@@ -32,6 +37,50 @@ export interface RunDaemonOptions {
 }
 
 const EXIT_STARTUP_FAILED = 1;
+
+/** Top-level settings whose changes apply only at the next restart (they are fixed when the daemon starts). */
+const RESTART_ONLY = new Set(['daemon.state-dir', 'daemon.user', 'daemon.log-format', 'ntp', 'time', 'ntpd']);
+
+/** The keys of `configToToml`-like sections that differ between two configs, in file order (`listener[1]`, `nts`, ...). */
+export function changedKeys(before: Config, after: Config): { changed: string[]; restartRequired: string[] } {
+  const changed: string[] = [];
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (before.daemon.stateDir !== after.daemon.stateDir) changed.push('daemon.state-dir');
+  if (before.daemon.user !== after.daemon.user) changed.push('daemon.user');
+  if (before.daemon.logLevel !== after.daemon.logLevel) changed.push('daemon.log-level');
+  if (before.daemon.logFormat !== after.daemon.logFormat) changed.push('daemon.log-format');
+  for (const key of ['tls', 'ntp', 'time'] as const) if (!same(before[key], after[key])) changed.push(key);
+  const listeners = Math.max(before.listeners.length, after.listeners.length);
+  for (let i = 0; i < listeners; i++) if (!same(before.listeners[i], after.listeners[i])) changed.push(`listener[${i}]`);
+  for (const key of ['nts', 'ntpd', 'mgmt'] as const) if (!same(before[key], after[key])) changed.push(key);
+  return { changed, restartRequired: changed.filter((k) => RESTART_ONLY.has(k) || k.startsWith('listener[')) };
+}
+
+/** `status.certificate` when no listener uses TLS. */
+const NO_CERTIFICATE: CertificateInfo = { subject: '', notBefore: '', notAfter: '', sha256: '', selfSigned: false };
+
+function certificateInfo(material: TlsMaterial): CertificateInfo {
+  return {
+    subject: material.subject.split('\n').join(', '),
+    notBefore: material.notBefore.toISOString(),
+    notAfter: material.notAfter.toISOString(),
+    sha256: material.fingerprintSha256.replaceAll(':', '').toLowerCase(),
+    selfSigned: material.generated,
+  };
+}
+
+/** The certificate and key (`tls.*`), plus the client CA bundle when `tls.client-ca` is set. */
+async function loadCredentials(config: Config): Promise<TlsMaterial & { readonly clientCaPem?: string }> {
+  const material = await loadTlsMaterial({ certificate: config.tls.certificate ?? '', privateKey: config.tls.privateKey ?? '', stateDir: config.daemon.stateDir });
+  if (config.tls.clientCa === null) return material;
+  let clientCaPem: string;
+  try {
+    clientCaPem = await readFile(config.tls.clientCa, 'utf8');
+  } catch (error) {
+    throw Object.assign(new Error(`tls.client-ca: cannot read ${config.tls.clientCa} (${(error as NodeJS.ErrnoException).code ?? String(error)})`), { code: 'CLIENT_CA_UNREADABLE' });
+  }
+  return { ...material, clientCaPem };
+}
 const SHUTDOWN_GRACE_MS = 5_000;
 
 export function ntsSettings(config: Config): NtsKeServerSettings {
@@ -110,6 +159,9 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     for (const fn of cleanups.splice(0).reverse()) await fn();
   };
 
+  const events = new DaemonEvents();
+  const startedMicros = clock.nowMicros();
+
   try {
     await ensureStateDir(config.daemon.stateDir);
     const keyRing = await KeyRingStore.open({
@@ -117,20 +169,29 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       policy: { rotationMicros: config.nts.keyRotationMs * 1000, keysKept: config.nts.keysKept },
       clock,
       logger,
+      onRotate: (added, dropped, { previous, by }) =>
+        events.emitEvent({ kind: 'key-rotated', current: added.id, previous: previous.id, removed: dropped.map((k) => k.id), by }),
     });
     await keyRing.start();
     cleanups.push(() => keyRing.stop());
 
     const source = timeSource(config);
     cleanups.push(() => source.stop());
-    const ntp = new NtpService({ config: config.ntp, clock, keyRing: () => keyRing.ring, quality: (now) => source.current(now), logger });
+    // client-rate-limited events, sampled (docs/management.md §7); nothing is done while nobody subscribes.
+    const sampler = new RateLimitSampler();
+    const onRateLimited = (address: string) => {
+      if (events.listenerCount('event') === 0) return;
+      const suppressed = sampler.sample(address, Date.now());
+      if (suppressed !== null) events.emitEvent({ kind: 'client-rate-limited', address, service: 'ntp', suppressed });
+    };
+    const ntp = new NtpService({ config: config.ntp, clock, keyRing: () => keyRing.ring, quality: (now) => source.current(now), logger, onRateLimited });
     const ntpBound = await ntp.start();
     cleanups.push(() => ntp.stop());
 
     const needsTls = config.listeners.some((l) => l.transport === 'tls');
-    let material: TlsMaterial | undefined;
+    let material: (TlsMaterial & { readonly clientCaPem?: string }) | undefined;
     if (needsTls) {
-      material = await loadTlsMaterial({ certificate: config.tls.certificate ?? '', privateKey: config.tls.privateKey ?? '', stateDir: config.daemon.stateDir });
+      material = await loadCredentials(config);
       logger.info(
         { certificate: material.paths.certificate, sha256: material.fingerprintSha256, generated: material.generated, notAfter: material.notAfter.toISOString() },
         material.generated ? 'using a self-signed certificate' : 'loaded the TLS certificate',
@@ -144,6 +205,11 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     const ntsKe = new NtsKeService({ settings: ntsSettings(config), keyRing: () => keyRing.ring, onExchange: metrics?.observeExchange });
     const registry = new ServiceRegistry().register(ntsKe);
     if (metrics) registry.register(createMetricsService(metrics));
+    // The management service sees the daemon only through a `DaemonControl`, attached once everything runs.
+    const mgmt = config.listeners.some((l) => l.services.includes('mgmt'))
+      ? new MgmtService({ logger, requestClientCertificate: config.tls.clientCa !== null })
+      : undefined;
+    if (mgmt) registry.register(mgmt);
     cleanups.push(() => registry.stopAll()); // runs after the listeners have closed (cleanups run in reverse)
     const listeners = new ListenerSet({ specs: config.listeners.map(listenerSpec), registry, tls: material, logger });
     metrics?.attach({ ntp, ntsKe, listeners, keyRing });
@@ -151,10 +217,15 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     cleanups.push(() => listeners.close({ graceMs: SHUTDOWN_GRACE_MS }));
 
     let watcher: CertificateWatcher | undefined;
-    const applyMaterial = (next: TlsMaterial) => {
+    /** Installs new TLS material; true (and a `certificate-reloaded` event) when the certificate changed. */
+    const applyMaterial = (loaded: TlsMaterial & { readonly clientCaPem?: string }, clientCaPem = material?.clientCaPem): boolean => {
+      const next = clientCaPem === undefined ? loaded : { ...loaded, clientCaPem };
       listeners.setSecureContext(next);
+      const changed = material?.fingerprintSha256 !== next.fingerprintSha256;
       material = next;
       logger.info({ sha256: next.fingerprintSha256, notAfter: next.notAfter.toISOString() }, 'reloaded the TLS certificate');
+      if (changed) events.emitEvent({ kind: 'certificate-reloaded', certificate: certificateInfo(next) });
+      return changed;
     };
     const watchCertificates = () => {
       watcher?.close();
@@ -163,7 +234,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       watcher = new CertificateWatcher({
         files: material.paths,
         current: material,
-        onChange: applyMaterial,
+        onChange: (next) => void applyMaterial(next),
         onError: (error) => logger.error({ code: error.code }, `certificate change not applied: ${error.message}`),
         logger,
       });
@@ -183,34 +254,144 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       'ready',
     );
 
-    const reload = async () => {
-      if (options.configPath === null) {
-        logger.info('SIGHUP: no config file (built-in defaults); reloading certificates only');
-      } else {
-        const loaded = await loadConfigFile(options.configPath);
-        if (!loaded.ok) {
-          for (const problem of loaded.error.problems) logger.error(`reload refused: ${formatProblem(problem)}`);
-          return;
+    /** SIGHUP and the management `reload` method: all or nothing, one at a time. Throws `ControlError`. */
+    let reloading = false;
+    const reload = async (by: string): Promise<ReloadResult> => {
+      if (reloading) throw new ControlError('CONFLICT', 'a reload is in progress');
+      reloading = true;
+      try {
+        let next = config;
+        if (options.configPath === null) {
+          logger.info('reload: no config file (built-in defaults); reloading certificates only');
+        } else {
+          const loaded = await loadConfigFile(options.configPath);
+          if (!loaded.ok) {
+            for (const problem of loaded.error.problems) logger.error(`reload refused: ${formatProblem(problem)}`);
+            const problems = loaded.error.problems.map((p) => ({ path: p.path, reason: p.message }));
+            if (loaded.error.code === 'CONFIG_UNREADABLE') {
+              throw new ControlError('BACKEND_UNAVAILABLE', `cannot read ${options.configPath}: ${loaded.error.problems.map(formatProblem).join('; ')}`, { backend: 'config' });
+            }
+            throw new ControlError('CONFIG_INVALID', `${options.configPath} is not valid; the running configuration is unchanged`, { problems });
+          }
+          next = options.applyOverrides ? options.applyOverrides(loaded.value) : loaded.value;
         }
-        const next = options.applyOverrides ? options.applyOverrides(loaded.value) : loaded.value;
-        if (JSON.stringify(next.listeners) !== JSON.stringify(config.listeners) || JSON.stringify(next.ntp.listen) !== JSON.stringify(config.ntp.listen)) {
-          logger.warn('listener or ntp.listen changes take effect at the next restart');
+        // The certificate is read before anything is applied, so a reload is all or nothing.
+        let nextMaterial: (TlsMaterial & { readonly clientCaPem?: string }) | undefined;
+        if (needsTls) {
+          try {
+            nextMaterial = await loadCredentials(next);
+          } catch (error) {
+            logger.error({ err: error }, 'certificate reload failed; keeping the current configuration and certificate');
+            throw new ControlError('BACKEND_UNAVAILABLE', `cannot load the TLS certificate: ${(error as Error).message}`, { backend: 'config' });
+          }
         }
+        const { changed, restartRequired } = changedKeys(config, next);
+        if (restartRequired.length > 0) logger.warn({ keys: restartRequired }, 'these changes take effect at the next restart');
         logger.level = next.daemon.logLevel;
         ntsKe.update(ntsSettings(next));
         keyRing.setPolicy({ rotationMicros: next.nts.keyRotationMs * 1000, keysKept: next.nts.keysKept });
         config = next;
-      }
-      if (needsTls) {
-        try {
-          applyMaterial(await loadTlsMaterial({ certificate: config.tls.certificate ?? '', privateKey: config.tls.privateKey ?? '', stateDir: config.daemon.stateDir }));
+        let certificateReloaded = false;
+        if (nextMaterial !== undefined) {
+          certificateReloaded = applyMaterial(nextMaterial, nextMaterial.clientCaPem);
           watchCertificates();
-        } catch (error) {
-          logger.error({ err: error }, 'certificate reload failed; keeping the current certificate');
         }
+        logger.info({ path: options.configPath, by, changed }, 'configuration reloaded');
+        events.emitEvent({ kind: 'config-reloaded', by, changed, restartRequired });
+        return { config: options.configPath, changed, restartRequired, certificateReloaded };
+      } finally {
+        reloading = false;
       }
-      logger.info({ path: options.configPath }, 'configuration reloaded');
     };
+
+    const control: DaemonControl = {
+      events,
+      status: () => {
+        const now = clock.nowMicros();
+        const quality = source.current(now);
+        const ring = keyRing.ring;
+        return {
+          server: 'ntptsd',
+          version: VERSION,
+          startedAt: isoMicros(startedMicros),
+          uptime: (now - startedMicros) / 1e6,
+          logLevel: logger.level as LogLevel,
+          config: options.configPath,
+          time: {
+            source: source.kind,
+            synchronized: quality.stratum < 16 && quality.leap !== 'unsynchronized',
+            stratum: quality.stratum,
+            refid: config.time.refid,
+            leap: quality.leap,
+            rootDelay: quality.rootDelayMicros / 1e6,
+            rootDispersion: quality.rootDispersionMicros / 1e6,
+          },
+          keys: { current: ring.current.id, count: ring.keys.length, nextRotation: isoMicros(ring.nextRotationMicros(keyRing.policy)) },
+          certificate: material === undefined ? NO_CERTIFICATE : certificateInfo(material),
+        };
+      },
+      services: () => {
+        const infos: ListenerInfo[] = listeners.stats().map((l, i) => {
+          const cfg = config.listeners[i];
+          return {
+            name: l.name,
+            address: l.address?.kind === 'tcp' ? formatSocketAddress(l.address) : null,
+            path: l.address?.kind === 'unix' ? l.address.path : null,
+            transport: l.transport,
+            services: cfg?.services ?? [],
+            defaultService: cfg?.defaultService ?? null,
+            connections: l.active,
+            maxConnections: cfg?.maxConnections ?? 0,
+            maxConnectionsPerAddress: cfg?.maxConnectionsPerAddress ?? 0,
+          };
+        });
+        return { listeners: infos, services: registry.all().map((s) => ({ name: s.name, alpn: s.alpn, active: s.stats().active })) };
+      },
+      stats: (): StatsResult => {
+        const now = clock.nowMicros();
+        const services: Record<string, { active: number; counters: Record<string, number> }> = {};
+        for (const s of registry.all()) {
+          const stats = s.stats();
+          services[s.name] = { active: stats.active, counters: { ...stats.counters } };
+        }
+        const listenerCounters: Record<string, Record<string, number>> = {};
+        for (const l of listeners.stats()) {
+          listenerCounters[l.name] = Object.fromEntries(Object.entries(l.counters).filter(([, v]) => v > 0));
+        }
+        return { at: isoMicros(now), uptime: (now - startedMicros) / 1e6, ntp: ntp.counters.snapshot(), services, listeners: listenerCounters };
+      },
+      connections: () => listeners.stats().reduce((n, l) => n + l.active, 0),
+      clients: () => ntp.clients,
+      keys: () => {
+        const ring = keyRing.ring;
+        const policy = keyRing.policy;
+        return {
+          current: ring.current.id,
+          rotation: policy.rotationMicros / 1e6,
+          nextRotation: isoMicros(ring.nextRotationMicros(policy)),
+          kept: policy.keysKept,
+          keys: ring.keys.map((k) => ({ id: k.id, createdAt: isoMicros(k.createdAtMicros), current: k.id === ring.current.id })),
+        };
+      },
+      rotateKeys: async (by) => {
+        if (keyRing.rotating) throw new ControlError('CONFLICT', 'a key rotation is in progress');
+        try {
+          const { added, dropped, previous } = await keyRing.rotate('admin', by);
+          return { current: added.id, previous: previous.id, removed: dropped.map((k) => k.id) };
+        } catch (error) {
+          if (error instanceof KeyRingError) throw new ControlError('BACKEND_UNAVAILABLE', error.message, { backend: 'state-dir' });
+          throw error;
+        }
+      },
+      reload,
+      logLevel: () => logger.level as LogLevel,
+      setLogLevel: (level) => {
+        logger.level = level;
+      },
+      mgmtConfig: () => config.mgmt,
+      clientCaConfigured: () => material?.clientCaPem !== undefined,
+    };
+    mgmt?.attach(control);
 
     return await new Promise<number>((resolve) => {
       let stopping = false;
@@ -232,7 +413,11 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
           },
         );
       };
-      const onHup = () => void reload().catch((error: unknown) => logger.error({ err: error }, 'reload failed'));
+      const onHup = () =>
+        void reload('signal').catch((error: unknown) => {
+          if (error instanceof ControlError) logger.error({ code: error.code }, `reload failed: ${error.message}`);
+          else logger.error({ err: error }, 'reload failed');
+        });
       const onTerm = () => stop('SIGTERM');
       const onInt = () => stop('SIGINT');
       process.on('SIGHUP', onHup);

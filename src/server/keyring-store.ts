@@ -33,14 +33,15 @@ export interface KeyRingStoreOptions {
   readonly policy: KeyRingPolicy;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** Called after a rotation was persisted. */
-  readonly onRotate?: (added: MasterKey, dropped: readonly MasterKey[]) => void;
+  /** Called after a rotation was persisted; `by` is `schedule` or who asked for it (management). */
+  readonly onRotate?: (added: MasterKey, dropped: readonly MasterKey[], info: { readonly previous: MasterKey; readonly by: string }) => void;
 }
 
 export class KeyRingStore {
   #ring: KeyRing;
   #policy: KeyRingPolicy;
   #timer: NodeJS.Timeout | undefined;
+  #rotating = false;
   readonly #options: KeyRingStoreOptions;
   readonly path: string;
   rotations = 0;
@@ -90,25 +91,43 @@ export class KeyRingStore {
     this.#schedule();
   }
 
+  get policy(): KeyRingPolicy {
+    return this.#policy;
+  }
+
+  /** True while a rotation is being persisted. */
+  get rotating(): boolean {
+    return this.#rotating;
+  }
+
   setPolicy(policy: KeyRingPolicy): void {
     this.#policy = policy;
     this.#schedule();
   }
 
-  /** Adds a new current key (persisted first), drops keys beyond the policy. */
-  async rotate(reason: 'schedule' | 'admin'): Promise<MasterKey> {
-    // Rotate a copy: the live ring changes only once the new state is on disk.
-    const parsed = parseKeyRing(this.#ring.serialize());
-    if (!parsed.ok) throw new KeyRingError('KEYRING_CORRUPT', 'in-memory key ring failed to round-trip');
-    const next = parsed.value;
-    const { added, dropped } = next.rotate(this.#options.clock.nowMicros(), systemRandom, this.#policy);
-    await this.#persist(next);
-    this.#ring = next;
-    this.rotations++;
-    this.#options.logger.info({ keyId: added.id, dropped: dropped.map((k) => k.id), reason }, 'rotated the key ring');
-    this.#options.onRotate?.(added, dropped);
-    this.#schedule();
-    return added;
+  /**
+   * Adds a new current key (persisted first), drops keys beyond the policy. `by`: who asked (logs, events).
+   * When the ring cannot be written nothing changes (`KEYRING_WRITE_FAILED`).
+   */
+  async rotate(reason: 'schedule' | 'admin', by: string = reason): Promise<{ added: MasterKey; dropped: MasterKey[]; previous: MasterKey }> {
+    this.#rotating = true;
+    try {
+      // Rotate a copy: the live ring changes only once the new state is on disk.
+      const parsed = parseKeyRing(this.#ring.serialize());
+      if (!parsed.ok) throw new KeyRingError('KEYRING_CORRUPT', 'in-memory key ring failed to round-trip');
+      const next = parsed.value;
+      const previous = this.#ring.current;
+      const { added, dropped } = next.rotate(this.#options.clock.nowMicros(), systemRandom, this.#policy);
+      await this.#persist(next);
+      this.#ring = next;
+      this.rotations++;
+      this.#options.logger.info({ keyId: added.id, dropped: dropped.map((k) => k.id), reason, by }, 'rotated the key ring');
+      this.#options.onRotate?.(added, dropped, { previous, by });
+      this.#schedule();
+      return { added, dropped, previous };
+    } finally {
+      this.#rotating = false;
+    }
   }
 
   stop(): void {

@@ -32,6 +32,8 @@ export interface NtpServiceOptions {
   readonly keyRing: () => KeyRing;
   readonly quality: (nowMicros: number) => TimeQuality;
   readonly logger: Logger;
+  /** Called for each request refused by rate limiting (RATE kiss or silent drop); keep it cheap. */
+  readonly onRateLimited?: (address: string) => void;
 }
 
 /** Random bytes for nonces and cookies, drawn from a pool refilled in one call: cheaper than randomBytes per nonce. */
@@ -186,9 +188,13 @@ export class NtpService {
     const decision = this.#responder.handle(remote.address, message, receivedAt, this.#options.clock.nowMicros());
     if (decision.kind === 'drop') {
       this.#cell(this.#drops, 'drops', decision.reason).inc();
+      if (decision.reason === 'rate_limited') this.#options.onRateLimited?.(remote.address);
       return;
     }
-    if (decision.kiss !== undefined) this.#cell(this.#kod, 'kod', decision.kiss).inc();
+    if (decision.kiss !== undefined) {
+      this.#cell(this.#kod, 'kod', decision.kiss).inc();
+      if (decision.kiss === 'RATE') this.#options.onRateLimited?.(remote.address);
+    }
     else this.#cell(this.#responses, 'responses', decision.auth).inc();
     try {
       socket.send(decision.bytes, remote.port, remote.address, this.#onSent);

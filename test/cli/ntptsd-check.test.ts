@@ -133,15 +133,15 @@ describe('main() (in process)', () => {
     const path = join(tmp, 'bad.toml');
     writeFileSync(path, '[nts]\ncookies = 0\n');
     assert.deepEqual(await run(['-c', path]), { code: 2, stdout: '', stderr: 'nts.cookies: must be between 1 and 8, got 0\n' });
-    writeFileSync(path, '[[listener]]\naddress = "127.0.0.1:4461"\nservices = ["mgmt"]\n');
+    writeFileSync(path, '[[listener]]\naddress = "127.0.0.1:4461"\nservices = ["eks"]\n');
     assert.deepEqual(await run(['-c', path]), {
       code: 2,
       stdout: '',
-      stderr: 'listener[0].services[0]: service "mgmt" is not available in this version (available: nts-ke, metrics)\n',
+      stderr: 'listener[0].services[0]: service "eks" is not available in this version (available: nts-ke, mgmt, metrics)\n',
     });
   });
 
-  it('the built-in defaults serve NTS-KE on [::]:4460 (TLS) and metrics on 127.0.0.1:9975 (plain HTTP)', async () => {
+  it('the built-in defaults serve NTS-KE on [::]:4460 (TLS), management on 127.0.0.1:4461 (TLS) and <state-dir>/ntptsd.sock, metrics on 127.0.0.1:9975 (plain HTTP)', async () => {
     const result = await run(['--check']);
     assert.equal(result.code, 0);
     const config = valid(loadConfigText(result.stdout, 'stdout'));
@@ -149,6 +149,8 @@ describe('main() (in process)', () => {
       config.listeners.map((l) => [l.kind === 'tcp' ? formatHostPort(l.address) : l.path, l.services, l.defaultService, l.transport]),
       [
         ['[::]:4460', ['nts-ke'], 'nts-ke', 'tls'],
+        ['127.0.0.1:4461', ['mgmt'], 'mgmt', 'tls'],
+        ['/var/lib/ntptsd/ntptsd.sock', ['mgmt'], 'mgmt', 'plain'],
         ['127.0.0.1:9975', ['metrics'], 'metrics', 'http'],
       ],
     );

@@ -82,9 +82,11 @@ const EXPECTED_DEFAULTS: Config = {
     rateLimit: { enabled: true, intervalMs: 2000, burst: 16, kod: true, tableSize: 65536 },
   },
   time: { source: 'static', stratum: 10, refid: 'LOCL', precision: -20, rootDelayMs: 0, rootDispersionMs: 0, leap: 'none' },
-  // Only available services: the design's other default listeners (eks, mgmt) come back with their services.
+  // Only available services: "eks" joins the first listener when it lands.
   listeners: [
     { kind: 'tcp', address: v6('::', 4460), services: ['nts-ke'], defaultService: 'nts-ke', transport: 'tls', ...LISTENER_LIMITS },
+    { kind: 'tcp', address: v4('127.0.0.1', 4461), services: ['mgmt'], defaultService: 'mgmt', transport: 'tls', ...LISTENER_LIMITS },
+    { kind: 'unix', path: '/var/lib/ntptsd/ntptsd.sock', mode: 0o660, services: ['mgmt'], defaultService: 'mgmt', transport: 'plain', ...LISTENER_LIMITS },
     { kind: 'tcp', address: v4('127.0.0.1', 9975), services: ['metrics'], defaultService: 'metrics', transport: 'http', ...LISTENER_LIMITS },
   ],
   nts: {
@@ -96,7 +98,7 @@ const EXPECTED_DEFAULTS: Config = {
     keysKept: 7,
   },
   ntpd: { address: v4('127.0.0.1', 123) },
-  mgmt: { anonymous: 'none', tokens: [] },
+  mgmt: { anonymous: 'none', tokens: [], clientCerts: [] },
 };
 
 describe('defaults', () => {
@@ -168,8 +170,8 @@ describe('availability', () => {
   const unavailableServices = SERVICE_NAMES.filter((s) => !AVAILABLE_SERVICES.includes(s));
   const unavailableSources = TIME_SOURCES.filter((s) => !AVAILABLE_TIME_SOURCES.includes(s));
 
-  it('this version ships "nts-ke", "metrics" and the "static" time source', () => {
-    assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke', 'metrics']);
+  it('this version ships "nts-ke", "mgmt", "metrics" and the "static" time source', () => {
+    assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke', 'mgmt', 'metrics']);
     assert.deepEqual(AVAILABLE_TIME_SOURCES, ['static']);
     assert.ok(AVAILABLE_SERVICES.every((s) => SERVICE_NAMES.includes(s)));
     assert.ok(AVAILABLE_TIME_SOURCES.every((s) => TIME_SOURCES.includes(s)));
@@ -215,7 +217,7 @@ describe('availability', () => {
     assert.deepEqual(problems('[time]\nsource = "chronyd"\n'), ['time.source: unknown time source "chronyd" (did you mean "chrony"?)']);
     assert.deepEqual(problems('[time]\nsource = "gps"\n'), ['time.source: unknown time source "gps" (expected one of: static)']);
     assert.deepEqual(problems('[[listener]]\naddress = "127.0.0.1:0"\nservices = ["ntp"]\n'), [
-      'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke, metrics)',
+      'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke, mgmt, metrics)',
     ]);
   });
 
@@ -224,7 +226,7 @@ describe('availability', () => {
     const text = `[tls]\nclient-ca = "/etc/ca.pem"\n[ntpd]\naddress = "[::1]:123"\n[mgmt]\nanonymous = "monitor"\n[[mgmt.token]]\nname = "a"\nrole = "admin"\nsha256 = "${hash}"\n`;
     const config = loaded(loadConfigText(text, 't'));
     assert.deepEqual(config.ntpd, { address: v6('::1', 123) });
-    assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }] });
+    assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }], clientCerts: [] });
     assert.equal(config.tls.clientCa, '/etc/ca.pem');
   });
 });
@@ -627,8 +629,8 @@ describe('check()', () => {
       'listener[0].default-service: "mgmt" is not one of this listener\'s services (nts-ke, eks)',
       'listener[1].services: "metrics" is plain HTTP and must be alone on its listener',
       'listener[2].services: "metrics" is plain HTTP and must be alone on its listener',
-      'listener[2].services[1]: "nts-ke" needs TLS, which a path listener does not offer (Unix sockets serve "mgmt" only, which is not available in this version)',
-      'listener[2].services[2]: "metrics" is not served on path listeners (Unix sockets serve "mgmt" only, which is not available in this version)',
+      'listener[2].services[1]: "nts-ke" needs TLS, which a path listener does not offer (Unix sockets serve "mgmt" only)',
+      'listener[2].services[2]: "metrics" is not served on path listeners (Unix sockets serve "mgmt" only)',
     ]);
   });
 
@@ -754,6 +756,10 @@ describe('valid samples (test/config/valid)', () => {
         tokens: [
           { name: 'ops', role: 'admin', sha256: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' },
           { name: 'grafana', role: 'monitor', sha256: '60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752' },
+        ],
+        clientCerts: [
+          { commonName: 'ops.example.net', role: 'admin' },
+          { commonName: 'grafana.example.net', role: 'monitor' },
         ],
       },
     };
