@@ -211,7 +211,13 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       : undefined;
     if (mgmt) registry.register(mgmt);
     cleanups.push(() => registry.stopAll()); // runs after the listeners have closed (cleanups run in reverse)
-    const listeners = new ListenerSet({ specs: config.listeners.map(listenerSpec), registry, tls: material, logger });
+    const listeners = new ListenerSet({
+      specs: config.listeners.map(listenerSpec),
+      registry,
+      tls: material,
+      logger,
+      onListenerError: (listener, code, message) => events.emitEvent({ kind: 'listener-error', listener, code, message }),
+    });
     metrics?.attach({ ntp, ntsKe, listeners, keyRing });
     const bound = await listeners.start();
     cleanups.push(() => listeners.close({ graceMs: SHUTDOWN_GRACE_MS }));

@@ -211,6 +211,7 @@ class Listener {
     creds: TlsCredentials | undefined,
     readonly logger: Logger,
     readonly nextId: () => number,
+    private readonly onListenerError?: (listener: string, code: string, message: string) => void,
   ) {
     const servicesKey = `${spec.configKey}.services`;
     const configError = (key: string, message: string) => new ListenerError('LISTENER_CONFIG', `${key}: ${message}`, key);
@@ -326,6 +327,7 @@ class Listener {
       // After binding, only accept() failures arrive here; the server keeps listening.
       this.counters.accept_error += 1;
       this.logger.warn({ listener: spec.name, err }, 'accept failed');
+      this.onListenerError?.(spec.name, errnoCode(err) ?? 'ACCEPT_FAILED', err.message);
     });
     if (spec.path !== undefined) {
       try {
@@ -582,6 +584,8 @@ export interface ListenerSetOptions {
   /** Required when any listener uses TLS. */
   readonly tls?: TlsCredentials | undefined;
   readonly logger?: Logger | undefined;
+  /** Called when a bound listener fails to accept a connection (e.g. EMFILE); the listener keeps listening. */
+  readonly onListenerError?: (listener: string, code: string, message: string) => void;
 }
 
 /** All listeners of the daemon: bound together, reloaded together, closed together. */
@@ -597,7 +601,7 @@ export class ListenerSet {
     this.#logger = options.logger ?? silentLogger();
     if (options.tls) checkCredentials(options.tls);
     const nextId = () => this.#nextId++;
-    this.#listeners = options.specs.map((spec) => new Listener(spec, options.registry, options.tls, this.#logger, nextId));
+    this.#listeners = options.specs.map((spec) => new Listener(spec, options.registry, options.tls, this.#logger, nextId, options.onListenerError));
   }
 
   /** Binds every listener; on any failure the ones already bound are closed and the first error (in spec order) is thrown. */
