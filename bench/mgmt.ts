@@ -33,9 +33,10 @@
  * Bounds: loopback only; every phase stops by itself after its time, with a request cap besides; the daemon and
  * both generators are this bench's children, signalled by PID only, and die with it.
  */
-import { mkdtempSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { argReader, fmt3 as fmtMs, fmtInt, listProblems, measurement, pinning, printProfile, profiling, readProfile, table, type Measurement } from './lib/harness.js';
 import { IpcChild } from './lib/mgmt-child.js';
 import { startMgmtDaemon, type MgmtDaemon } from './lib/mgmt-daemon.js';
 import { OtherLoad } from './lib/mgmt-sysload.js';
@@ -50,9 +51,8 @@ import {
   type MgmtTarget,
   type MgmtTransport,
 } from './lib/mgmt-protocol.js';
-import { hotSpots } from './lib/profile.js';
 import type { GeneratorReply, PhaseRequest, PhaseResult } from './lib/protocol.js';
-import { REPO_ROOT, buildForBench, makeCa, pinPrefix } from './lib/servers.js';
+import { buildForBench, makeCa } from './lib/servers.js';
 
 /** The project's bar: management load may cost the NTP service at most this share of its rate. */
 const MAX_NTP_DROP = 0.1;
@@ -87,37 +87,17 @@ interface Options {
 const OPTIONS = ['seconds', 'warmup', 'clients', 'transport', 'json', 'no-pin', 'mgmt-cpu', 'mgmt-nice', 'sockets', 'window', 'ntp-rate', 'mgmt-rate', 'call-timeout', 'log-level', 'profile'];
 
 function parseArgs(args: string[]): Options {
-  for (const a of args) {
-    if (a.startsWith('--') && !OPTIONS.includes(a.slice(2).split('=')[0] as string)) throw new Error(`unknown option ${a} (known: ${OPTIONS.map((k) => `--${k}`).join(' ')})`);
-  }
-  const value = (name: string): string | undefined => {
-    const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-    if (i < 0) return undefined;
-    const arg = args[i] as string;
-    return arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : args[i + 1];
-  };
-  const num = (name: string, fallback: number, min: number, max: number): number => {
-    const text = value(name);
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got ${text}`);
-    return n;
-  };
-  const choice = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
-    const text = value(name) ?? fallback;
-    if (!(allowed as readonly string[]).includes(text)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got ${text}`);
-    return text as T;
-  };
+  const { value, num, choice, flag } = argReader(args, OPTIONS);
   return {
     seconds: num('seconds', 5, 0.5, 20),
     warmup: num('warmup', 1, 0, 5),
     clients: Math.round(num('clients', 50, 1, 200)),
     transport: choice('transport', ['mixed', 'unix', 'tls'] as const, 'mixed'),
-    json: args.includes('--json'),
-    pin: !args.includes('--no-pin'),
+    json: flag('json'),
+    pin: !flag('no-pin'),
     mgmtCpu: value('mgmt-cpu') === undefined ? undefined : Math.round(num('mgmt-cpu', 1, 0, 1023)),
     mgmtNice: Math.round(num('mgmt-nice', 0, 0, 19)),
-    profile: args.includes('--profile'),
+    profile: flag('profile'),
     sockets: Math.round(num('sockets', 8, 1, 64)),
     window: Math.round(num('window', 8, 1, 64)),
     ntpRate: num('ntp-rate', 0, 0, 1_000_000),
@@ -130,23 +110,10 @@ function parseArgs(args: string[]): Options {
 // ---------------------------------------------------------------------------------------------------------------
 // Figures
 
-interface NtpFigures {
-  readonly responsesPerSecond: number;
-  readonly daemonCpuShare: number;
-  /** All of the daemon's CPU per NTP response (in B that includes its management work). */
-  readonly daemonCpuUsPerResponse: number;
-  readonly generatorCpuShare: number;
-  readonly result: PhaseResult;
-}
-
-interface MgmtFigures {
-  readonly requestsPerSecond: number;
-  readonly daemonCpuShare: number;
-  /** All of the daemon's CPU per management answer (meaningful in M, where there is nothing else). */
-  readonly daemonCpuUsPerAnswer: number;
-  readonly generatorCpuShare: number;
-  readonly result: MgmtRunResult;
-}
+/** NTP figures of a phase; in B the daemon's CPU per operation includes its management work. */
+type NtpFigures = Measurement<PhaseResult>;
+/** Management figures of a phase; the daemon's CPU per answer is meaningful in M, where there is nothing else. */
+type MgmtFigures = Measurement<MgmtRunResult>;
 
 type PhaseName = 'A1' | 'M' | 'B' | 'A2';
 
@@ -159,52 +126,9 @@ interface Phase {
   readonly otherCpuShare: number;
 }
 
-function ntpFigures(r: PhaseResult): NtpFigures {
-  const seconds = r.windowMs / 1000;
-  return {
-    responsesPerSecond: r.completed / seconds,
-    daemonCpuShare: r.serverCpuUs / 1e6 / seconds,
-    daemonCpuUsPerResponse: r.completed > 0 ? r.serverCpuUs / r.completed : Number.NaN,
-    generatorCpuShare: r.generatorCpuUs / 1e6 / seconds,
-    result: r,
-  };
-}
-
-function mgmtFigures(r: MgmtRunResult): MgmtFigures {
-  const seconds = r.windowMs / 1000;
-  return {
-    requestsPerSecond: r.completed / seconds,
-    daemonCpuShare: r.serverCpuUs / 1e6 / seconds,
-    daemonCpuUsPerAnswer: r.completed > 0 ? r.serverCpuUs / r.completed : Number.NaN,
-    generatorCpuShare: r.generatorCpuUs / 1e6 / seconds,
-    result: r,
-  };
-}
-
-function fmtInt(n: number): string {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-';
-}
-
-/** Milliseconds or microseconds: 3 significant digits at most. */
-function fmtMs(n: number): string {
-  if (!Number.isFinite(n)) return '-';
-  return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
-}
-
 /** A change as a signed percentage: `+1.9%`, `-82.5%`. */
 const signedPct = (change: number) => (Number.isFinite(change) ? `${change >= 0 ? '+' : '-'}${(Math.abs(change) * 100).toFixed(1)}%` : '-');
 const pct = (share: number) => (Number.isFinite(share) ? (share * 100).toFixed(0) : '-');
-
-function table(head: string[], body: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
-}
-
-const listProblems = (errors: Record<string, number>, extra: string[] = []) => {
-  const all = [...extra, ...Object.entries(errors).map(([k, v]) => `${k}=${v}`)];
-  return all.length === 0 ? 'none' : all.join(' ');
-};
 
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -215,13 +139,12 @@ export async function run(args: string[]): Promise<void> {
   };
   if (process.platform !== 'linux') throw new Error('bench mgmt reads /proc: Linux only');
 
-  const cpus = availableParallelism();
-  const pin = options.pin && cpus >= 2 && pinPrefix(0).length > 0;
+  const { cpus, pin } = pinning(options.pin);
   const daemonCpu = pin ? 0 : undefined;
   const ntpGeneratorCpu = pin ? 1 : undefined;
   const mgmtGeneratorCpu = pin ? (options.mgmtCpu ?? 1) : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'ntptsd-bench-mgmt-'));
-  const profileDir = options.profile ? mkdtempSync(join(tmpdir(), 'ntptsd-bench-profile-')) : undefined;
+  const { dir: profileDir, nodeArgs } = profiling(options.profile);
   const started = Date.now();
   let daemon: MgmtDaemon | undefined;
   let ntpGen: IpcChild<PhaseRequest, GeneratorReply> | undefined;
@@ -239,7 +162,7 @@ export async function run(args: string[]): Promise<void> {
       ca,
       logLevel: options.logLevel,
       ...(daemonCpu !== undefined ? { cpu: daemonCpu } : {}),
-      ...(profileDir !== undefined ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}),
+      ...nodeArgs,
     });
     const d = daemon;
 
@@ -296,7 +219,7 @@ export async function run(args: string[]): Promise<void> {
       const reply = await (ntpGen as IpcChild<PhaseRequest, GeneratorReply>).request(ntpRequest, phaseMs + 30_000);
       if (reply.type === 'failure') throw new Error(`NTP load failed: ${reply.message}`);
       if (reply.capped) throw new Error(`NTP load hit its cap of ${ntpRequest.maxOperations} requests before the phase ended`);
-      return ntpFigures(reply);
+      return measurement(reply);
     };
     const mgmtPhase = async (): Promise<MgmtFigures> => {
       const reply = await (mgmtGen as IpcChild<MgmtRequest, MgmtReply>).request(
@@ -313,7 +236,7 @@ export async function run(args: string[]): Promise<void> {
       );
       if (reply.type !== 'result') throw new Error(`management load failed: ${reply.type === 'failure' ? reply.message : reply.type}`);
       if (reply.capped) throw new Error('management load hit its request cap before the phase ended');
-      return mgmtFigures(reply);
+      return measurement(reply);
     };
     /** Runs a phase, measuring what other processes on the machine took meanwhile. */
     const phase = async (name: PhaseName, label: string, work: () => Promise<Pick<Phase, 'ntp' | 'mgmt'>>): Promise<void> => {
@@ -326,9 +249,9 @@ export async function run(args: string[]): Promise<void> {
       phases.set(p.name, p);
       if (options.json) return;
       const parts = [
-        p.ntp ? `NTP ${fmtInt(p.ntp.responsesPerSecond)}/s` : '',
-        p.mgmt ? `management ${fmtInt(p.mgmt.requestsPerSecond)}/s (p50 ${fmtMs(p.mgmt.result.all.p50)} ms, p99 ${fmtMs(p.mgmt.result.all.p99)} ms)` : '',
-        `ntptsd CPU ${pct((p.ntp ?? p.mgmt)?.daemonCpuShare ?? Number.NaN)}%`,
+        p.ntp ? `NTP ${fmtInt(p.ntp.opsPerSecond)}/s` : '',
+        p.mgmt ? `management ${fmtInt(p.mgmt.opsPerSecond)}/s (p50 ${fmtMs(p.mgmt.result.all.p50)} ms, p99 ${fmtMs(p.mgmt.result.all.p99)} ms)` : '',
+        `ntptsd CPU ${pct((p.ntp ?? p.mgmt)?.serverCpuShare ?? Number.NaN)}%`,
         `other processes ${pct(p.otherCpuShare)}% of a CPU`,
       ];
       console.log(`  ${p.name} ${p.label}: ${parts.filter((s) => s !== '').join(', ')}`);
@@ -362,28 +285,23 @@ export async function run(args: string[]): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  let profile: { file: string; busyMs: number; spots: Array<{ name: string; selfMs: number; share: number }> } | undefined;
-  if (profileDir !== undefined) {
-    const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-    if (file === undefined) notes.push(`profile: no .cpuprofile written in ${profileDir}`);
-    else profile = { file: join(profileDir, file), ...hotSpots(join(profileDir, file), REPO_ROOT) };
-  }
+  const profile = readProfile(profileDir, notes);
 
   const a1 = phases.get('A1')?.ntp as NtpFigures;
   const a2 = phases.get('A2')?.ntp as NtpFigures;
   const m = phases.get('M')?.mgmt as MgmtFigures;
   const b = phases.get('B') as Phase & { ntp: NtpFigures; mgmt: MgmtFigures };
-  const baseline = (a1.responsesPerSecond + a2.responsesPerSecond) / 2;
-  const drop = 1 - b.ntp.responsesPerSecond / baseline;
-  const spread = Math.abs(a1.responsesPerSecond - a2.responsesPerSecond) / baseline;
+  const baseline = (a1.opsPerSecond + a2.opsPerSecond) / 2;
+  const drop = 1 - b.ntp.opsPerSecond / baseline;
+  const spread = Math.abs(a1.opsPerSecond - a2.opsPerSecond) / baseline;
   const within = drop <= MAX_NTP_DROP;
   // The daemon's own management work in B, at M's CPU per answer, as a share of the daemon's CPU with NTP alone.
-  const daemonShareA = (a1.daemonCpuShare + a2.daemonCpuShare) / 2;
-  const mgmtShareB = (b.mgmt.requestsPerSecond * m.daemonCpuUsPerAnswer) / 1e6;
+  const daemonShareA = (a1.serverCpuShare + a2.serverCpuShare) / 2;
+  const mgmtShareB = (b.mgmt.opsPerSecond * m.cpuUsPerOp) / 1e6;
   const explainedDrop = mgmtShareB / daemonShareA;
-  const ntpCpuUs = (a1.daemonCpuUsPerResponse + a2.daemonCpuUsPerResponse) / 2;
+  const ntpCpuUs = (a1.cpuUsPerOp + a2.cpuUsPerOp) / 2;
   const busiest = Math.max(...[...phases.values()].map((p) => p.otherCpuShare));
-  const limited = [...phases.values()].filter((p) => (p.ntp ?? p.mgmt)!.daemonCpuShare < SATURATED).map((p) => p.name);
+  const limited = [...phases.values()].filter((p) => (p.ntp ?? p.mgmt)!.serverCpuShare < SATURATED).map((p) => p.name);
   if (limited.length > 0) {
     notes.push(
       `ntptsd under ${SATURATED * 100}% CPU in ${limited.join(', ')}: there ${[options.ntpRate > 0 ? 'the NTP pace' : '', options.mgmtRate > 0 ? 'the management pace' : '', 'the generators', busiest > BUSY_MACHINE ? 'other processes' : ''].filter((s) => s !== '').join(', ')}, not the daemon's own CPU, set the rate`,
@@ -399,10 +317,10 @@ export async function run(args: string[]): Promise<void> {
     const elsewhere =
       sharedCpu && generatorsB >= SATURATED
         ? `the two generators filled CPU ${ntpGeneratorCpu} in B (NTP ${pct(b.ntp.generatorCpuShare)}% + management ${pct(b.mgmt.generatorCpuShare)}%; the NTP generator had ${pct(a1.generatorCpuShare)}% in A1), so the NTP load itself slowed down`
-        : `the daemon spending more per operation when the two loads interleave (B: ${pct(b.ntp.daemonCpuShare)}% CPU for ${fmtInt(b.ntp.responsesPerSecond)} NTP responses/s and ${fmtInt(b.mgmt.requestsPerSecond)} answers/s, ` +
-          `where A's and M's costs make ${pct((b.ntp.responsesPerSecond * ntpCpuUs) / 1e6 + mgmtShareB)}%)${sharedCpu ? `, or the two generators sharing CPU ${ntpGeneratorCpu}` : ''}`;
+        : `the daemon spending more per operation when the two loads interleave (B: ${pct(b.ntp.serverCpuShare)}% CPU for ${fmtInt(b.ntp.opsPerSecond)} NTP responses/s and ${fmtInt(b.mgmt.opsPerSecond)} answers/s, ` +
+          `where A's and M's costs make ${pct((b.ntp.opsPerSecond * ntpCpuUs) / 1e6 + mgmtShareB)}%)${sharedCpu ? `, or the two generators sharing CPU ${ntpGeneratorCpu}` : ''}`;
     notes.push(
-      `the daemon's own management work explains a drop of about ${(explainedDrop * 100).toFixed(1)}% (B's ${fmtInt(b.mgmt.requestsPerSecond)} answers/s x M's ${fmtMs(m.daemonCpuUsPerAnswer)} µs); ` +
+      `the daemon's own management work explains a drop of about ${(explainedDrop * 100).toFixed(1)}% (B's ${fmtInt(b.mgmt.opsPerSecond)} answers/s x M's ${fmtMs(m.cpuUsPerOp)} µs); ` +
         `the rest of the ${(drop * 100).toFixed(1)}% is likely ${elsewhere}`,
     );
   }
@@ -414,10 +332,10 @@ export async function run(args: string[]): Promise<void> {
       f === undefined
         ? null
         : {
-            responsesPerSecond: f.responsesPerSecond,
-            daemonCpuShare: f.daemonCpuShare,
-            daemonSaturated: f.daemonCpuShare >= SATURATED,
-            daemonCpuUsPerResponse: alone ? f.daemonCpuUsPerResponse : null,
+            responsesPerSecond: f.opsPerSecond,
+            daemonCpuShare: f.serverCpuShare,
+            daemonSaturated: f.serverCpuShare >= SATURATED,
+            daemonCpuUsPerResponse: alone ? f.cpuUsPerOp : null,
             generatorCpuShare: f.generatorCpuShare,
             completed: f.result.completed,
             windowMs: f.result.windowMs,
@@ -430,9 +348,9 @@ export async function run(args: string[]): Promise<void> {
       f === undefined
         ? null
         : {
-            requestsPerSecond: f.requestsPerSecond,
-            daemonCpuShare: f.daemonCpuShare,
-            daemonCpuUsPerAnswer: alone ? f.daemonCpuUsPerAnswer : null,
+            requestsPerSecond: f.opsPerSecond,
+            daemonCpuShare: f.serverCpuShare,
+            daemonCpuUsPerAnswer: alone ? f.cpuUsPerOp : null,
             generatorCpuShare: f.generatorCpuShare,
             completed: f.result.completed,
             windowMs: f.result.windowMs,
@@ -460,7 +378,7 @@ export async function run(args: string[]): Promise<void> {
           maxNtpDrop: MAX_NTP_DROP,
           withinBar: within,
           daemonCpuUsPerNtpResponse: nullIfNaN(ntpCpuUs),
-          daemonCpuUsPerMgmtAnswer: nullIfNaN(m.daemonCpuUsPerAnswer),
+          daemonCpuUsPerMgmtAnswer: nullIfNaN(m.cpuUsPerOp),
           ntpDropExplainedByDaemonMgmtWork: nullIfNaN(explainedDrop),
           notes,
           ...(profile !== undefined ? { profile } : {}),
@@ -474,11 +392,11 @@ export async function run(args: string[]): Promise<void> {
 
   const rows = [...phases.values()].map((p) => [
     `${p.name} ${p.label}`,
-    p.ntp ? fmtInt(p.ntp.responsesPerSecond) : '-',
-    p.ntp ? signedPct(p.ntp.responsesPerSecond / baseline - 1) : '-',
-    p.mgmt ? fmtInt(p.mgmt.requestsPerSecond) : '-',
+    p.ntp ? fmtInt(p.ntp.opsPerSecond) : '-',
+    p.ntp ? signedPct(p.ntp.opsPerSecond / baseline - 1) : '-',
+    p.mgmt ? fmtInt(p.mgmt.opsPerSecond) : '-',
     (() => {
-      const share = (p.ntp ?? p.mgmt)!.daemonCpuShare;
+      const share = (p.ntp ?? p.mgmt)!.serverCpuShare;
       return `${pct(share)}${share < SATURATED ? '*' : ''}`;
     })(),
     p.ntp ? pct(p.ntp.generatorCpuShare) : '-',
@@ -501,8 +419,8 @@ export async function run(args: string[]): Promise<void> {
   console.log(table(['requests', 'answers', 'per s', 'p50', 'p90', 'p99', 'max', 'mean'], body));
   const alone = m.result.all;
   console.log(
-    `management alone (phase M): ${fmtInt(m.requestsPerSecond)} answers/s, p50 ${fmtMs(alone.p50)} ms, p90 ${fmtMs(alone.p90)} ms, p99 ${fmtMs(alone.p99)} ms, max ${fmtMs(alone.max)} ms; ` +
-      `ntptsd CPU per answer ${fmtMs(m.daemonCpuUsPerAnswer)} µs (per NTP response in A: ${fmtMs(ntpCpuUs)} µs)`,
+    `management alone (phase M): ${fmtInt(m.opsPerSecond)} answers/s, p50 ${fmtMs(alone.p50)} ms, p90 ${fmtMs(alone.p90)} ms, p99 ${fmtMs(alone.p99)} ms, max ${fmtMs(alone.max)} ms; ` +
+      `ntptsd CPU per answer ${fmtMs(m.cpuUsPerOp)} µs (per NTP response in A: ${fmtMs(ntpCpuUs)} µs)`,
   );
   console.log('');
   console.log(
@@ -511,7 +429,7 @@ export async function run(args: string[]): Promise<void> {
   );
   if (Number.isFinite(explainedDrop)) {
     console.log(
-      `of which the daemon's own management work explains ≈ ${(explainedDrop * 100).toFixed(1)}% (${fmtInt(b.mgmt.requestsPerSecond)} answers/s x ${fmtMs(m.daemonCpuUsPerAnswer)} µs = ` +
+      `of which the daemon's own management work explains ≈ ${(explainedDrop * 100).toFixed(1)}% (${fmtInt(b.mgmt.opsPerSecond)} answers/s x ${fmtMs(m.cpuUsPerOp)} µs = ` +
         `${(mgmtShareB * 100).toFixed(1)}% of a CPU, against ntptsd's ${pct(daemonShareA)}% with NTP alone)`,
     );
   }
@@ -537,8 +455,5 @@ export async function run(args: string[]): Promise<void> {
   if (limited.length > 0) console.log(`*: ntptsd under ${SATURATED * 100}% CPU: something else than its own CPU set the rate (see the notes)`);
   if (busiest > BUSY_MACHINE) console.log(`!: other processes took more than ${BUSY_MACHINE * 100}% of a CPU`);
   for (const note of notes) console.log(`note: ${note}`);
-  if (profile !== undefined) {
-    console.log(`\nntptsd CPU profile ${profile.file} (${profile.busyMs.toFixed(0)} ms busy over all phases), top functions by self time:`);
-    for (const spot of profile.spots) console.log(`  ${(spot.share * 100).toFixed(1).padStart(5)}%  ${spot.selfMs.toFixed(0).padStart(6)} ms  ${spot.name}`);
-  }
+  if (profile !== undefined) printProfile(profile, 'busy over all phases');
 }

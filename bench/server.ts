@@ -29,13 +29,13 @@
  * ntptsd is measured. --profile runs ntptsd under `node --cpu-prof` and lists its hottest functions afterwards
  * (use it with --ops to profile one operation).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hotSpots } from './lib/profile.js';
+import { argReader, fmt3 as fmtUs, fmtInt, listProblems, measurement, pinning, printProfile, profiling, readProfile, table, type Measurement as Figures } from './lib/harness.js';
+import { IpcChild } from './lib/mgmt-child.js';
 import type { GeneratorReply, Operation, PhaseRequest, PhaseResult } from './lib/protocol.js';
-import { REPO_ROOT, buildForBench, findChronyd, makeCa, pinPrefix, startChronyd, startNtptsd, type RunningServer } from './lib/servers.js';
+import { buildForBench, findChronyd, makeCa, startChronyd, startNtptsd, type RunningServer } from './lib/servers.js';
 
 const OPERATIONS: Record<Operation, string> = {
   ntp: 'plain NTP requests',
@@ -65,19 +65,7 @@ interface Options {
 }
 
 function parseArgs(args: string[]): Options {
-  const value = (name: string): string | undefined => {
-    const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-    if (i < 0) return undefined;
-    const arg = args[i] as string;
-    return arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : args[i + 1];
-  };
-  const num = (name: string, fallback: number, min: number, max: number): number => {
-    const text = value(name);
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got ${text}`);
-    return n;
-  };
+  const { value, num, flag } = argReader(args);
   const ops = (value('ops') ?? 'ntp,nts,ntske').split(',').map((s) => s.trim()) as Operation[];
   for (const op of ops) if (!(op in OPERATIONS)) throw new Error(`--ops: unknown operation "${op}" (known: ${Object.keys(OPERATIONS).join(', ')})`);
   const rate: Record<Operation, number> = { ntp: 0, nts: 0, ntske: 0 };
@@ -89,75 +77,34 @@ function parseArgs(args: string[]): Options {
     }
     rate[op as Operation] = n;
   }
+  const sockets = Math.round(num('sockets', 8, 1, 64));
+  const sessions = value('nts-sessions');
+  const ntsSessions = sessions === undefined ? sockets : Number(sessions);
+  if (!Number.isInteger(ntsSessions) || ntsSessions < sockets || ntsSessions > 20_000) {
+    throw new Error(`--nts-sessions must be an integer from --sockets (${sockets}) to 20000, got ${sessions}`);
+  }
   return {
     seconds: num('seconds', 3, 0.2, 20),
     warmup: num('warmup', 1, 0, 10),
     rounds: Math.round(num('rounds', 1, 1, 9)),
     ops,
-    json: args.includes('--json'),
-    pin: !args.includes('--no-pin'),
-    chrony: !args.includes('--no-chrony'),
-    sockets: Math.round(num('sockets', 8, 1, 64)),
+    json: flag('json'),
+    pin: !flag('no-pin'),
+    chrony: !flag('no-chrony'),
+    sockets,
     window: Math.round(num('window', 8, 1, 64)),
     concurrency: Math.round(num('concurrency', 8, 1, 64)),
     verifyEvery: Math.round(num('verify-every', 1, 1, 1_000_000)),
-    ntsSessions: 0, // set below: it defaults to the socket count
+    ntsSessions,
     rate,
-    profile: args.includes('--profile'),
+    profile: flag('profile'),
   };
 }
 
 /** The generator process: one for the whole run, driven over IPC. */
-class Generator {
-  readonly #child: ChildProcess;
-  #pending: { resolve: (r: GeneratorReply) => void; reject: (e: Error) => void } | undefined;
+type Generator = IpcChild<PhaseRequest, GeneratorReply>;
 
-  constructor(build: string, cpu: number | undefined) {
-    const argv = [...pinPrefix(cpu), process.execPath, join(build, 'bench', 'lib', 'loadgen.js')];
-    this.#child = spawn(argv[0] as string, argv.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.#child.on('message', (reply: GeneratorReply) => {
-      const pending = this.#pending;
-      this.#pending = undefined;
-      pending?.resolve(reply);
-    });
-    this.#child.once('exit', (code, signal) => {
-      this.#pending?.reject(new Error(`load generator exited (${code ?? signal})`));
-      this.#pending = undefined;
-    });
-  }
-
-  run(request: PhaseRequest, limitMs: number): Promise<GeneratorReply> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending = undefined;
-        reject(new Error(`load generator gave no answer within ${limitMs} ms`));
-      }, limitMs);
-      this.#pending = {
-        resolve: (r) => (clearTimeout(timer), resolve(r)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      };
-      this.#child.send(request);
-    });
-  }
-
-  async close(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#child.disconnect(); // the generator exits on disconnect
-    const timer = setTimeout(() => this.#child.pid !== undefined && process.kill(this.#child.pid, 'SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
-interface Measurement {
-  readonly opsPerSecond: number;
-  readonly cpuUsPerOp: number;
-  /** Server CPU over the window as a share of one CPU. */
-  readonly serverCpuShare: number;
-  readonly generatorCpuShare: number;
-  readonly result: PhaseResult;
-}
+type Measurement = Figures<PhaseResult>;
 
 type Outcome = Measurement | { error: string };
 
@@ -180,60 +127,24 @@ function median(outcomes: Outcome[]): Outcome | undefined {
   return sorted[(sorted.length - 1) >> 1];
 }
 
-function measurement(result: PhaseResult): Measurement {
-  const seconds = result.windowMs / 1000;
-  return {
-    opsPerSecond: result.completed / seconds,
-    cpuUsPerOp: result.completed > 0 ? result.serverCpuUs / result.completed : Number.NaN,
-    serverCpuShare: result.serverCpuUs / 1e6 / seconds,
-    generatorCpuShare: result.generatorCpuUs / 1e6 / seconds,
-    result,
-  };
-}
-
 const isMeasurement = (m: Measurement | { error: string } | undefined): m is Measurement => m !== undefined && !('error' in m);
 
-function fmtInt(n: number): string {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-';
-}
-
-function fmtUs(n: number): string {
-  if (!Number.isFinite(n)) return '-';
-  return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
-}
-
-function table(head: string[], body: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
-}
-
 function problems(m: Measurement): string {
-  const errors = Object.entries(m.result.errors).map(([k, v]) => `${k}=${v}`);
-  if (m.result.timeouts > 0) errors.unshift(`timeouts=${m.result.timeouts}`);
-  return errors.length === 0 ? 'none' : errors.join(' ');
+  return listProblems(m.result.errors, m.result.timeouts > 0 ? [`timeouts=${m.result.timeouts}`] : []);
 }
 
 export async function run(args: string[]): Promise<void> {
   const options = parseArgs(args);
-  {
-    const i = args.findIndex((a) => a === '--nts-sessions' || a.startsWith('--nts-sessions='));
-    const text = i < 0 ? undefined : (args[i] as string).includes('=') ? (args[i] as string).split('=')[1] : args[i + 1];
-    const n = text === undefined ? options.sockets : Number(text);
-    if (!Number.isInteger(n) || n < options.sockets || n > 20_000) throw new Error(`--nts-sessions must be an integer from --sockets (${options.sockets}) to 20000, got ${text}`);
-    options.ntsSessions = n;
-  }
   const log = (text: string) => {
     if (!options.json) console.log(text);
   };
   if (process.platform !== 'linux') throw new Error('bench server reads /proc: Linux only');
 
-  const cpus = availableParallelism();
-  const pin = options.pin && cpus >= 2 && pinPrefix(0).length > 0;
+  const { cpus, pin } = pinning(options.pin);
   const serverCpu = pin ? 0 : undefined;
   const generatorCpu = pin ? 1 : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'ntptsd-bench-server-'));
-  const profileDir = options.profile ? mkdtempSync(join(tmpdir(), 'ntptsd-bench-profile-')) : undefined;
+  const { dir: profileDir, nodeArgs } = profiling(options.profile);
   const servers: RunningServer[] = [];
   let generator: Generator | undefined;
   const notes: string[] = [];
@@ -247,7 +158,7 @@ export async function run(args: string[]): Promise<void> {
       build,
       ca,
       ...(serverCpu !== undefined ? { cpu: serverCpu } : {}),
-      ...(profileDir !== undefined ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}),
+      ...nodeArgs,
     });
     servers.push(ntptsd);
 
@@ -278,7 +189,7 @@ export async function run(args: string[]): Promise<void> {
     const paced = options.ops.filter((op) => options.rate[op] > 0);
     if (paced.length > 0) log(`paced: ${paced.map((op) => `${op} ${fmtInt(options.rate[op])}/s`).join(', ')} (same offered load for both servers)`);
 
-    generator = new Generator(build, generatorCpu);
+    generator = new IpcChild<PhaseRequest, GeneratorReply>('load generator', join(build, 'bench', 'lib', 'loadgen.js'), generatorCpu);
     const phase = async (op: Operation, server: RunningServer): Promise<Measurement | { error: string }> => {
       const request: PhaseRequest = {
         type: 'phase',
@@ -303,7 +214,7 @@ export async function run(args: string[]): Promise<void> {
         // (NTS setup with many sessions happens before the phase's clock starts and is bounded by ntsSessions.)
         maxOperations: Math.ceil((options.warmup + options.seconds) * (op === 'ntske' ? 20_000 : 1_000_000)),
       };
-      const reply = await (generator as Generator).run(request, (options.warmup + options.seconds) * 1000 + 60_000);
+      const reply = await (generator as Generator).request(request, (options.warmup + options.seconds) * 1000 + 60_000);
       if (reply.type === 'failure') return { error: reply.message };
       if (reply.capped) return { error: `hit the cap of ${request.maxOperations} operations before the phase ended` };
       const m = measurement(reply);
@@ -335,12 +246,7 @@ export async function run(args: string[]): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  let profile: { file: string; busyMs: number; spots: Array<{ name: string; selfMs: number; share: number }> } | undefined;
-  if (profileDir !== undefined) {
-    const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-    if (file === undefined) notes.push(`profile: no .cpuprofile written in ${profileDir}`);
-    else profile = { file: join(profileDir, file), ...hotSpots(join(profileDir, file), REPO_ROOT) };
-  }
+  const profile = readProfile(profileDir, notes);
 
   if (options.json) {
     const side = (m: Outcome | undefined) =>
@@ -421,9 +327,8 @@ export async function run(args: string[]): Promise<void> {
       const errors: Record<string, number> = {};
       for (const m of ok) for (const [k, v] of Object.entries(m.result.errors)) errors[k] = (errors[k] ?? 0) + v;
       const timeouts = sum((m) => m.result.timeouts);
-      const listed = [...(timeouts > 0 ? [`timeouts=${timeouts}`] : []), ...Object.entries(errors).map(([k, v]) => `${k}=${v}`)];
       const extra = r.op === 'nts' ? `, ${fmtInt(sum((m) => m.result.verified))} fully verified, ${sum((m) => m.result.keExchanges)} NTS-KE for cookies` : '';
-      console.log(`  ${OPERATIONS[r.op]} / ${name}: ${fmtInt(sum((m) => m.result.totalCompleted))} valid${extra}; problems: ${listed.length === 0 ? 'none' : listed.join(' ')}`);
+      console.log(`  ${OPERATIONS[r.op]} / ${name}: ${fmtInt(sum((m) => m.result.totalCompleted))} valid${extra}; problems: ${listProblems(errors, timeouts > 0 ? [`timeouts=${timeouts}`] : [])}`);
     }
   }
   console.log(`CPU = utime+stime of the server's process group (/proc, ${pin ? 'pinned' : 'unpinned'}); target: ntptsd at most ${TARGET_RATIO}x chrony per operation`);
@@ -436,8 +341,5 @@ export async function run(args: string[]): Promise<void> {
   }
   if (options.rounds > 1) console.log(`each figure: the median of ${options.rounds} rounds by CPU/op (all rounds in --json)`);
   for (const note of notes) console.log(`note: ${note}`);
-  if (profile !== undefined) {
-    console.log(`\nntptsd CPU profile ${profile.file} (${profile.busyMs.toFixed(0)} ms busy), top functions by self time:`);
-    for (const s of profile.spots) console.log(`  ${(s.share * 100).toFixed(1).padStart(5)}%  ${s.selfMs.toFixed(0).padStart(6)} ms  ${s.name}`);
-  }
+  if (profile !== undefined) printProfile(profile, 'busy');
 }

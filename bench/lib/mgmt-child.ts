@@ -1,16 +1,11 @@
 /**
- * A load process of `npm run bench -- mgmt` (the NTP generator bench/lib/loadgen.js, or the management load
+ * A load process of the benches (the NTP generator bench/lib/loadgen.js, or the management load
  * bench/lib/mgmt-load.js, both from the bench build), driven over IPC one request at a time: each request gets
  * exactly one reply, within a time limit. Optionally pinned to a CPU and run at a lower priority (nice). The process exits when the channel closes;
  * `close()` closes it and SIGKILLs this one child (by its PID) if it has not exited 5 s later.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { pinPrefix, REPO_ROOT } from './servers.js';
-
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-});
+import { killOnExit, pinPrefix, REPO_ROOT } from './servers.js';
 
 export class IpcChild<Request extends object, Reply extends object> {
   readonly #child: ChildProcess;
@@ -22,14 +17,13 @@ export class IpcChild<Request extends object, Reply extends object> {
     this.#name = name;
     const argv = [...pinPrefix(cpu), ...(nice > 0 ? ['nice', '-n', String(nice)] : []), process.execPath, script];
     this.#child = spawn(argv[0] as string, argv.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    children.add(this.#child);
+    killOnExit(this.#child);
     this.#child.on('message', (reply: Reply) => {
       const pending = this.#pending;
       this.#pending = undefined;
       pending?.resolve(reply);
     });
     this.#child.once('exit', (code, signal) => {
-      children.delete(this.#child);
       this.#pending?.reject(new Error(`${this.#name} exited (${code ?? signal})`));
       this.#pending = undefined;
     });

@@ -76,6 +76,12 @@ const started = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of started) if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
 });
+
+/** SIGKILLs `child` (by its PID) if it is still running when the bench exits. */
+export function killOnExit(child: ChildProcess): void {
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+}
 // Ctrl-C or a kill: leave through process.exit() so the handler above runs (servers also die with us by their
 // parent-death signal, set with setpriv --pdeathsig).
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
@@ -134,16 +140,18 @@ export function makeCa(dir: string): BenchCa {
   return { caPem, chainFile, keyFile: join(dir, 'server.key') };
 }
 
-function spawnServer(name: string, argv: string[], cwd: string): { child: ChildProcess; output: () => string } {
+/** `onText`: sees all the output as it comes, before any of it is dropped. */
+function spawnServer(name: string, argv: string[], cwd: string, onText?: (text: string) => void): { child: ChildProcess; output: () => string } {
   const [file, ...args] = argv;
   // detached: the server leads a new process group, which is how its CPU (helpers included) is found.
   const child = spawn(file as string, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  started.add(child);
-  child.once('exit', () => started.delete(child));
+  killOnExit(child);
   let text = '';
   const keep = (chunk: Buffer) => {
-    text += chunk.toString('utf8');
+    const s = chunk.toString('utf8');
+    text += s;
     if (text.length > 128 * 1024) text = text.slice(-64 * 1024);
+    onText?.(s);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -210,45 +218,93 @@ function tcpAccepts(port: number): Promise<boolean> {
   });
 }
 
-export async function startNtptsd(opts: { dir: string; build: string; ca: BenchCa; cpu?: number; nodeArgs?: readonly string[] }): Promise<RunningServer> {
-  const ntpPort = await freeUdpPort();
-  const kePort = await freeTcpPort();
+/** ntptsd's "ready" log line (--log-format json): the addresses it listens on. */
+export interface ReadyLine {
+  msg: 'ready';
+  ntp: string[];
+  listeners: Array<{ name: string; services: string[]; address: string }>;
+}
+
+/** How the benches start ntptsd: in `dir` (config, state), from the bench build `build`, with the bench certificate. */
+export interface NtptsdOptions {
+  dir: string;
+  build: string;
+  ca: BenchCa;
+  cpu?: number;
+  logLevel?: string;
+  /** Extra arguments for node (e.g. --cpu-prof). */
+  nodeArgs?: readonly string[];
+}
+
+export interface LaunchedNtptsd {
+  readonly pid: number;
+  readonly ready: ReadyLine;
+  readonly version: string;
+  /** Output kept for error messages (the last ~64 KiB). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Writes `dir`/ntptsd.toml (state in `stateDir`, the bench certificate, NTP on `ntpListen` without rate limiting,
+ * then `extraConfig`) and starts ntptsd as shipped (`build`, see buildForBench) by plain node, optionally pinned,
+ * dying with the bench (setpriv --pdeathsig when available). Resolves at its "ready" log line.
+ */
+export async function launchNtptsd(
+  opts: NtptsdOptions & {
+    stateDir: string;
+    ntpListen: string;
+    /** TOML appended to the common part (start it with a blank line). */
+    extraConfig: string;
+  },
+): Promise<LaunchedNtptsd> {
   const configPath = join(opts.dir, 'ntptsd.toml');
   writeFileSync(
     configPath,
     `[daemon]
-state-dir = "${join(opts.dir, 'ntptsd-state')}"
-log-level = "info"
+state-dir = "${opts.stateDir}"
+log-level = "${opts.logLevel ?? 'info'}"
 
 [tls]
 certificate = "${opts.ca.chainFile}"
 private-key = "${opts.ca.keyFile}"
 
 [ntp]
-listen = ["127.0.0.1:${ntpPort}"]
+listen = ["${opts.ntpListen}"]
 
 [ntp.rate-limit]
 enabled = false
-
-[nts]
-ntp-port = ${ntpPort}
-
-[[listener]]
-address = "127.0.0.1:${kePort}"
-services = ["nts-ke"]
-default-service = "nts-ke"
-`,
+${opts.extraConfig}`,
   );
   const entry = join(opts.build, 'src', 'cli', 'ntptsd.js');
   // setpriv only for the parent-death signal: ntptsd dies with the bench even if the bench is SIGKILLed.
   const deathSignal = which('setpriv') === undefined ? [] : ['setpriv', '--pdeathsig', 'KILL', '--'];
   const argv = [...pinPrefix(opts.cpu), ...deathSignal, process.execPath, ...(opts.nodeArgs ?? []), entry, '-c', configPath, '--log-format', 'json'];
-  const { child, output } = spawnServer('ntptsd', argv, REPO_ROOT);
+  let ready: ReadyLine | undefined;
+  let partial = '';
+  const watch = (s: string) => {
+    if (ready !== undefined) return;
+    partial += s;
+    let newline: number;
+    while ((newline = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, newline);
+      partial = partial.slice(newline + 1);
+      if (!line.includes('"ready"')) continue;
+      try {
+        const parsed = JSON.parse(line) as Partial<ReadyLine>;
+        if (parsed.msg === 'ready') ready = parsed as ReadyLine;
+      } catch {
+        // not JSON: not the ready line
+      }
+    }
+  };
+  const { child, output } = spawnServer('ntptsd', argv, REPO_ROOT, watch);
   const pid = child.pid as number;
+  const stop = () => stopServer(child, pid);
   try {
-    await waitUntil('ntptsd', child, output, async () => /"msg":"ready"/.test(output()), 30_000);
+    await waitUntil('ntptsd', child, output, async () => ready !== undefined, 30_000);
   } catch (error) {
-    await stopServer(child, pid);
+    await stop();
     throw error;
   }
   const version = (() => {
@@ -258,7 +314,27 @@ default-service = "nts-ke"
       return 'ntptsd';
     }
   })();
-  return { name: 'ntptsd', pid, ntpPort, kePort, version, output, stop: () => stopServer(child, pid) };
+  return { pid, ready: ready as unknown as ReadyLine, version, output, stop };
+}
+
+export async function startNtptsd(opts: NtptsdOptions): Promise<RunningServer> {
+  const ntpPort = await freeUdpPort();
+  const kePort = await freeTcpPort();
+  const { pid, version, output, stop } = await launchNtptsd({
+    ...opts,
+    stateDir: join(opts.dir, 'ntptsd-state'),
+    ntpListen: `127.0.0.1:${ntpPort}`,
+    extraConfig: `
+[nts]
+ntp-port = ${ntpPort}
+
+[[listener]]
+address = "127.0.0.1:${kePort}"
+services = ["nts-ke"]
+default-service = "nts-ke"
+`,
+  });
+  return { name: 'ntptsd', pid, ntpPort, kePort, version, output, stop };
 }
 
 /** chronyd from .peers/root (scripts/install-peers.sh), $NTPTSD_PEERS_ROOT or the system; undefined when absent. */
