@@ -181,7 +181,8 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     const sampler = new RateLimitSampler();
     const onRateLimited = (address: string) => {
       if (events.listenerCount('event') === 0) return;
-      const suppressed = sampler.sample(address, Date.now());
+      // Monotonic: a stepped wall clock must not silence the events.
+      const suppressed = sampler.sample(address, performance.now());
       if (suppressed !== null) events.emitEvent({ kind: 'client-rate-limited', address, service: 'ntp', suppressed });
     };
     const ntp = new NtpService({ config: config.ntp, clock, keyRing: () => keyRing.ring, quality: (now) => source.current(now), logger, onRateLimited });

@@ -56,12 +56,19 @@ export class AuthLimiter {
     return this.#buckets.size;
   }
 
+  /**
+   * Credits whole tokens only, moving `at` by whole intervals: a fractional balance updated on every call would
+   * drift in floating point and refuse a client a whole interval after it emptied the bucket.
+   */
   #refill(address: string, nowMs: number): Bucket | undefined {
     const bucket = this.#buckets.get(address);
     if (bucket === undefined) return undefined;
     const { burst, refillMs } = this.options;
-    bucket.tokens = Math.min(burst, bucket.tokens + (nowMs - bucket.at) / refillMs);
-    bucket.at = nowMs;
+    const gained = Math.floor((nowMs - bucket.at) / refillMs);
+    if (gained > 0) {
+      bucket.tokens = Math.min(burst, bucket.tokens + gained);
+      bucket.at += gained * refillMs;
+    }
     if (bucket.tokens >= burst) {
       this.#buckets.delete(address); // full again: nothing to remember
       return undefined;
@@ -73,7 +80,7 @@ export class AuthLimiter {
   retryAfter(address: string, nowMs: number): number {
     const bucket = this.#refill(address, nowMs);
     if (bucket === undefined || bucket.tokens >= 1) return 0;
-    return Math.max(1, Math.ceil(((1 - bucket.tokens) * this.options.refillMs) / 1000));
+    return Math.max(1, Math.ceil((bucket.at + this.options.refillMs - nowMs) / 1000));
   }
 
   /** Records a failure of `address`. */
