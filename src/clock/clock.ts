@@ -39,6 +39,9 @@ export interface PreciseClockOptions {
   maxEdgeWaitNanos?: bigint;
 }
 
+/** Longest loop pass in which a millisecond edge is trusted for the anchor. */
+const MAX_EDGE_PASS_NANOS = 50_000n;
+
 export class PreciseClock implements Clock {
   private anchorWallMicros = 0;
   private anchorMonoNanos = 0n;
@@ -58,19 +61,32 @@ export class PreciseClock implements Clock {
     this.anchor();
   }
 
-  /** Re-reads the wall clock at a millisecond edge. Costs up to ~1 ms of busy waiting. */
+  /**
+   * Re-reads the wall clock at a millisecond edge. Costs up to ~1 ms of busy waiting (a few ms when the process
+   * keeps being descheduled). An edge is only trusted when the loop pass that saw it was short: a pass that was
+   * interrupted (a loaded machine) would place the edge anywhere in the interruption. On timeout the narrowest
+   * edge seen is used.
+   */
   anchor(): void {
     const start = this.sources.monotonicNanos();
-    const first = this.sources.wallMillis();
-    let wall = first;
-    let mono = start;
-    while (wall === first) {
-      mono = this.sources.monotonicNanos();
-      wall = this.sources.wallMillis();
-      if (mono - start > this.maxEdgeWaitNanos) break; // a frozen or fake wall clock: take what we have
+    let previousWall = this.sources.wallMillis();
+    let previousMono = this.sources.monotonicNanos();
+    let best: { wall: number; mono: bigint; width: bigint } | undefined;
+    for (;;) {
+      const mono = this.sources.monotonicNanos();
+      const wall = this.sources.wallMillis();
+      const after = this.sources.monotonicNanos();
+      if (wall !== previousWall) {
+        const width = after - previousMono; // the edge lies within this pass
+        if (best === undefined || width < best.width) best = { wall, mono, width };
+        if (width <= MAX_EDGE_PASS_NANOS) break;
+      }
+      previousWall = wall;
+      previousMono = after;
+      if (after - start > this.maxEdgeWaitNanos) break; // a frozen, fake or starved clock: take what we have
     }
-    this.anchorWallMicros = wall * 1000;
-    this.anchorMonoNanos = mono;
+    this.anchorWallMicros = (best?.wall ?? previousWall) * 1000;
+    this.anchorMonoNanos = best?.mono ?? previousMono;
   }
 
   nowMicros(): number {
