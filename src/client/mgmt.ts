@@ -22,7 +22,6 @@
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import tls from 'node:tls';
 import { LineDecoder, MAX_MAX_LINE_LENGTH, NEED_DATA } from '../proto/mgmt/framing.js';
 import { RpcErrorCode, encodeRequest, parseServerMessage, type JsonObject, type JsonValue, type RpcError } from '../proto/mgmt/jsonrpc.js';
 import {
@@ -40,6 +39,7 @@ import {
   type SubscribeResult,
   type UnknownEvent,
 } from '../proto/mgmt/types.js';
+import { connectTls, endpoint, isCertificateError, tlsErrorText } from './tls.js';
 
 /** The daemon's default management socket: `<state-dir>/ntptsd.sock` with the default state dir. */
 export const DEFAULT_MGMT_SOCKET = '/var/lib/ntptsd/ntptsd.sock';
@@ -177,22 +177,6 @@ interface Pending {
 }
 
 type Phase = 'hello' | 'open' | 'closed';
-
-function isIpLiteral(host: string): boolean {
-  return net.isIP(host) !== 0;
-}
-
-const CERT_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-]);
 
 const CONNECT_ERRORS = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'EPERM', 'ENOTSOCK', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
@@ -526,17 +510,8 @@ function openSocket(options: MgmtConnectOptions): { socket: net.Socket; where: s
   }
   const host = options.host;
   const port = options.port ?? DEFAULT_MGMT_PORT;
-  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  const servername = options.servername ?? (isIpLiteral(host) ? undefined : host);
-  const socket = tls.connect({
-    host,
-    port,
-    ...(servername === undefined ? {} : { servername }),
-    ...(options.ca === undefined ? {} : { ca: options.ca }),
-    ...(options.cert === undefined ? {} : { cert: options.cert, key: options.key }),
-    ALPNProtocols: [MGMT_ALPN],
-    minVersion: 'TLSv1.3',
-  });
+  const where = endpoint(host, port);
+  const socket = connectTls(host, port, { alpn: MGMT_ALPN, ca: options.ca, cert: options.cert, key: options.key, servername: options.servername });
   const ready = new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => {
       // No ALPN at all is fine: the listener serves mgmt as its default service (§1).
@@ -548,9 +523,9 @@ function openSocket(options: MgmtConnectOptions): { socket: net.Socket; where: s
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
       const code = error.code ?? '';
-      if (CERT_ERRORS.has(code)) reject(new MgmtConnectionError('MGMT_CERTIFICATE', `certificate of ${where} not trusted: ${error.message}`, { tlsError: code }));
+      if (isCertificateError(code)) reject(new MgmtConnectionError('MGMT_CERTIFICATE', `certificate of ${where} not trusted: ${tlsErrorText(error)}`, { tlsError: code }));
       else if (CONNECT_ERRORS.has(code)) reject(connectError(error, where));
-      else reject(new MgmtConnectionError('MGMT_TLS', `TLS with ${where} failed: ${error.message}`, { tlsError: code }));
+      else reject(new MgmtConnectionError('MGMT_TLS', `TLS with ${where} failed: ${tlsErrorText(error)}`, { tlsError: code }));
     });
   });
   return { socket, where, ready };

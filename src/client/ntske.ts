@@ -6,7 +6,6 @@
  * read with the same stream decoder and message view as the server uses, then checked against the request:
  * the AEAD must be one we offered, NTPv4 must be agreed, and there must be cookies.
  */
-import tls from 'node:tls';
 import { aeadById, type AeadAlgorithm } from '../crypto/aead.js';
 import { DecodeError } from '../proto/errors.js';
 import { RecordDecoder, NEED_DATA } from '../proto/ntske/decoder.js';
@@ -14,6 +13,7 @@ import { MessageCollector, ViolationCodes, encodeMessage } from '../proto/ntske/
 import { AeadAlgorithms, ErrorCodes, NextProtocols, aeadAlgorithmRecord, nextProtocolRecord } from '../proto/ntske/records.js';
 import { NTS_EXPORTER_LABEL, exporterContext } from '../proto/ntske/server.js';
 import { ClientError } from './errors.js';
+import { connectTls, endpoint, isCertificateError, tlsErrorText } from './tls.js';
 
 export const NTSKE_DEFAULT_PORT = 4460;
 export const NTP_DEFAULT_PORT = 123;
@@ -52,55 +52,19 @@ export interface NtsKeResult {
   readonly durationMs: number;
 }
 
-const CERT_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-]);
-
-/**
- * One line for people: OpenSSL errors carry a multi-line message (the error queue) but a short `reason`
- * (e.g. "wrong version number"). Fix: the multi-line message used to end up in ClientError.message.
- */
-function errorText(error: Error & { reason?: unknown }): string {
-  const text = typeof error.reason === 'string' && error.reason !== '' ? error.reason : error.message;
-  return text.replace(/\s+/g, ' ').trim();
-}
-
-function isIpLiteral(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
-}
-
 export function ntsKeyExchange(host: string, options: NtsKeOptions = {}): Promise<NtsKeResult> {
   const port = options.port ?? NTSKE_DEFAULT_PORT;
   const timeoutMs = options.timeoutMs ?? 5_000;
   const offered = options.aeadAlgorithms ?? DEFAULT_CLIENT_AEADS;
   const started = process.hrtime.bigint();
-  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const where = endpoint(host, port);
 
   return new Promise<NtsKeResult>((resolve, reject) => {
     let settled = false;
     const keys = new Map<number, { c2s: Uint8Array; s2c: Uint8Array }>();
     const decoder = new RecordDecoder({ maxMessageLength: 64 * 1024, maxRecords: 256, maxBodyLength: 4096 });
     const collector = new MessageCollector('response');
-    const servername = options.servername ?? (isIpLiteral(host) ? undefined : host);
-    const socket = tls.connect({
-      host,
-      port,
-      ...(servername === undefined ? {} : { servername }),
-      ...(options.ca === undefined ? {} : { ca: options.ca }),
-      ALPNProtocols: ['ntske/1'],
-      // Node checks the certificate against the servername, or against the IP SANs for an IP literal.
-      minVersion: 'TLSv1.3',
-    });
+    const socket = connectTls(host, port, { alpn: 'ntske/1', ca: options.ca, servername: options.servername });
 
     const fail = (error: ClientError) => {
       if (settled) return;
@@ -113,10 +77,10 @@ export function ntsKeyExchange(host: string, options: NtsKeOptions = {}): Promis
 
     socket.once('error', (error: NodeJS.ErrnoException) => {
       const code = error.code ?? '';
-      if (CERT_ERRORS.has(code)) fail(new ClientError('KE_CERTIFICATE', `certificate of ${where} not trusted: ${errorText(error)}`, { tlsError: code }));
+      if (isCertificateError(code)) fail(new ClientError('KE_CERTIFICATE', `certificate of ${where} not trusted: ${tlsErrorText(error)}`, { tlsError: code }));
       else if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
         fail(new ClientError('KE_CONNECT', `cannot connect to ${where}: ${code}`));
-      } else fail(new ClientError('KE_TLS', `TLS with ${where} failed: ${errorText(error)}`, { tlsError: code }));
+      } else fail(new ClientError('KE_TLS', `TLS with ${where} failed: ${tlsErrorText(error)}`, { tlsError: code }));
     });
 
     socket.once('secureConnect', () => {
