@@ -19,7 +19,6 @@ export { DEFAULT_CONFIG_PATH, DEFAULTS, LISTENER_DEFAULTS } from './schema.js';
 export {
   MAX_DURATION_MS,
   cidrMatcher,
-  encodeRefid,
   formatCidr,
   formatDuration,
   formatHost,

@@ -88,7 +88,7 @@ export interface NtpConfig {
 export interface TimeConfig {
   readonly source: TimeSourceKind;
   readonly stratum: number;
-  /** IPv4 text or 1–4 ASCII characters; see `encodeRefid`. */
+  /** IPv4 text or 1–4 ASCII characters; see `refIdFromText` in proto/ntp/packet.ts. */
   readonly refid: string;
   /** log2 seconds. */
   readonly precision: number;

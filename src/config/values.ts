@@ -241,14 +241,6 @@ export function parseRefid(text: string): ValueResult<string> {
   return ok(text);
 }
 
-/** The 4 refid bytes as sent on the wire: IPv4 octets, or ASCII padded with NULs. */
-export function encodeRefid(refid: string): Uint8Array {
-  if (ipaddr.IPv4.isValidFourPartDecimal(refid)) return Uint8Array.from(ipaddr.IPv4.parse(refid).octets);
-  const out = new Uint8Array(4);
-  for (let i = 0; i < Math.min(4, refid.length); i++) out[i] = refid.charCodeAt(i) & 0x7f;
-  return out;
-}
-
 /** File mode for a Unix socket as an octal string, `"0660"` or `"660"`. */
 export function parseMode(text: string): ValueResult<number> {
   if (!/^0?[0-7]{3}$/.test(text)) return bad(`invalid mode ${JSON.stringify(text)}: expected an octal permission string like "0660"`);

@@ -9,7 +9,8 @@ import { access, chown, constants, readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { PreciseClock } from '../clock/clock.js';
 import { aeadByName } from '../crypto/aead.js';
-import { loadConfigFile, formatProblem, encodeRefid, type Config, type ListenerConfig } from '../config/index.js';
+import { loadConfigFile, formatProblem, type Config, type ListenerConfig } from '../config/index.js';
+import { refIdFromText } from '../proto/ntp/packet.js';
 import type { CertificateInfo, ListenerInfo, LogLevel, ReloadResult, StatsResult } from '../proto/mgmt/types.js';
 import type { NtsKeServerSettings } from '../proto/ntske/server.js';
 import { StaticSource } from '../source/static.js';
@@ -92,16 +93,11 @@ export function ntsSettings(config: Config): NtsKeServerSettings {
   };
 }
 
-function refidNumber(refid: string): number {
-  const bytes = encodeRefid(refid);
-  return (((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0;
-}
-
 function timeSource(config: Config): TimeSource {
   const { time } = config;
   return new StaticSource({
     stratum: time.stratum,
-    refid: refidNumber(time.refid),
+    refid: refIdFromText(time.refid),
     refidText: time.refid,
     precision: time.precision,
     rootDelayMicros: time.rootDelayMs * 1000,

@@ -248,6 +248,11 @@ export function refIdFromIPv4(address: string): number {
   return value;
 }
 
+/** A configured reference id: a dotted-quad IPv4 address, or up to 4 printable ASCII characters. */
+export function refIdFromText(text: string): number {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(text) ? refIdFromIPv4(text) : refIdFromAscii(text);
+}
+
 /** RFC 5905 §7.3: for an IPv6 upstream, the first four octets of the MD5 hash of its 16-octet address. */
 export function refIdFromIPv6(address: Uint8Array): number {
   if (address.length !== 16) throw new UsageError('REFID_BAD_ADDRESS', `an IPv6 address is 16 octets, got ${address.length}`);
