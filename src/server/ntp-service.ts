@@ -194,8 +194,7 @@ export class NtpService {
     if (decision.kiss !== undefined) {
       this.#cell(this.#kod, 'kod', decision.kiss).inc();
       if (decision.kiss === 'RATE') this.#options.onRateLimited?.(remote.address);
-    }
-    else this.#cell(this.#responses, 'responses', decision.auth).inc();
+    } else this.#cell(this.#responses, 'responses', decision.auth).inc();
     try {
       socket.send(decision.bytes, remote.port, remote.address, this.#onSent);
     } catch {
