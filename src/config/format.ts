@@ -57,6 +57,8 @@ export function configToToml(config: Config): Record<string, unknown> {
     ntpd: { address: formatHostPort(ntpd.address) },
     mgmt: {
       anonymous: mgmt.anonymous,
+      'request-rate': mgmt.requestRate,
+      'request-burst': mgmt.requestBurst,
       token: mgmt.tokens.map((t) => ({ name: t.name, role: t.role, sha256: t.sha256 })),
       'client-cert': mgmt.clientCerts.map((c) => ({ 'common-name': c.commonName, role: c.role })),
     },

@@ -79,7 +79,7 @@ export const DEFAULTS = {
     'keys-kept': 7,
   },
   ntpd: { address: '127.0.0.1:123' },
-  mgmt: { anonymous: 'none', token: [], 'client-cert': [] },
+  mgmt: { anonymous: 'none', token: [], 'client-cert': [], 'request-rate': 200, 'request-burst': 50 },
 } as const;
 
 /** NTP short format (root delay, dispersion) tops out just below 65536 s. */
@@ -373,7 +373,15 @@ const mgmtSchema = table({
   anonymous: oneOf('anonymous role', ANONYMOUS_ROLES).prefault(DEFAULTS.mgmt.anonymous),
   token: arrayOfTables(tokenSchema, 'mgmt.token').prefault([]),
   'client-cert': arrayOfTables(clientCertSchema, 'mgmt.client-cert').prefault([]),
-}).transform((r) => ({ anonymous: r.anonymous, tokens: r.token, clientCerts: r['client-cert'] }));
+  'request-rate': int(0, 1_000_000).prefault(DEFAULTS.mgmt['request-rate']),
+  'request-burst': int(1, 1_000_000).prefault(DEFAULTS.mgmt['request-burst']),
+}).transform((r) => ({
+  anonymous: r.anonymous,
+  tokens: r.token,
+  clientCerts: r['client-cert'],
+  requestRate: r['request-rate'],
+  requestBurst: r['request-burst'],
+}));
 
 /** The whole file. Parse with `{ error: errorMap }`. */
 export const configSchema = table({

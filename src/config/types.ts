@@ -162,6 +162,10 @@ export interface MgmtConfig {
   readonly tokens: readonly MgmtToken[];
   /** Verified client certificates without a matching entry get no role beyond `anonymous`. */
   readonly clientCerts: readonly MgmtClientCert[];
+  /** Requests per second over all management connections (0: no limit), so management cannot starve NTP. */
+  readonly requestRate: number;
+  /** Requests admitted at once after a quiet period. */
+  readonly requestBurst: number;
 }
 
 export interface Config {

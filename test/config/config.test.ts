@@ -98,7 +98,7 @@ const EXPECTED_DEFAULTS: Config = {
     keysKept: 7,
   },
   ntpd: { address: v4('127.0.0.1', 123) },
-  mgmt: { anonymous: 'none', tokens: [], clientCerts: [] },
+  mgmt: { anonymous: 'none', tokens: [], clientCerts: [], requestRate: 200, requestBurst: 50 },
 };
 
 describe('defaults', () => {
@@ -226,7 +226,7 @@ describe('availability', () => {
     const text = `[tls]\nclient-ca = "/etc/ca.pem"\n[ntpd]\naddress = "[::1]:123"\n[mgmt]\nanonymous = "monitor"\n[[mgmt.token]]\nname = "a"\nrole = "admin"\nsha256 = "${hash}"\n`;
     const config = loaded(loadConfigText(text, 't'));
     assert.deepEqual(config.ntpd, { address: v6('::1', 123) });
-    assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }], clientCerts: [] });
+    assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }], clientCerts: [], requestRate: 200, requestBurst: 50 });
     assert.equal(config.tls.clientCa, '/etc/ca.pem');
   });
 });
@@ -761,6 +761,8 @@ describe('valid samples (test/config/valid)', () => {
           { commonName: 'ops.example.net', role: 'admin' },
           { commonName: 'grafana.example.net', role: 'monitor' },
         ],
+        requestRate: 1000,
+        requestBurst: 20,
       },
     };
     assert.deepEqual(config, expected);

@@ -54,6 +54,7 @@ import { VERSION } from '../../version.js';
 import { Counters } from '../counters.js';
 import type { Logger } from '../log.js';
 import { AUTH_LIMITS, AuthLimiter, MAX_AUTH_FAILURES_PER_CONNECTION, certificateRole, matchToken } from '../mgmt/auth.js';
+import { AdmissionQueue } from '../mgmt/admission-queue.js';
 import { ControlError, isoMicros, type DaemonControl, type DaemonEvent } from '../mgmt/control.js';
 import type { ConnectionContext, Service, ServiceStats } from '../service.js';
 
@@ -86,7 +87,8 @@ export type MgmtCounterName =
   | 'admin_actions'
   | 'notifications'
   | 'skipped'
-  | 'closed';
+  | 'closed'
+  | 'delayed';
 
 export interface MgmtServiceOptions {
   /** May be attached later (`attach`); connections before that are closed. */
@@ -97,6 +99,8 @@ export interface MgmtServiceOptions {
   readonly limits?: Partial<MgmtLimits>;
   /** Milliseconds, for the auth limiter; default `Date.now`. */
   readonly nowMs?: () => number;
+  /** Monotonic milliseconds, for the request budget; default `performance.now`. */
+  readonly monotonicMs?: () => number;
 }
 
 interface Subscription {
@@ -210,6 +214,8 @@ export class MgmtService implements Service {
   readonly #limiter = new AuthLimiter(AUTH_LIMITS);
   readonly #sessions = new Set<Session>();
   readonly #now: () => number;
+  /** Starts unlimited; the `[mgmt]` request budget is applied from the control's config on each request. */
+  readonly #admission: AdmissionQueue;
 
   constructor(options: MgmtServiceOptions) {
     this.#control = options.control;
@@ -217,6 +223,7 @@ export class MgmtService implements Service {
     this.requestClientCertificate = options.requestClientCertificate ?? false;
     this.limits = { ...MGMT_LIMITS, ...options.limits };
     this.#now = options.nowMs ?? Date.now;
+    this.#admission = new AdmissionQueue({ ratePerSecond: 0, burst: 1 }, options.monotonicMs);
   }
 
   /** The daemon side; set once, when the daemon is running. */
@@ -234,6 +241,7 @@ export class MgmtService implements Service {
   }
 
   async stop(): Promise<void> {
+    this.#admission.stop();
     for (const session of this.#sessions) {
       this.#unsubscribe(session);
       session.socket.destroy();
@@ -314,10 +322,40 @@ export class MgmtService implements Service {
       if (!session.closed && !socket.destroyed) socket.end();
     };
 
+    // A line read but not yet admitted (docs/management.md §8), and whether the session waits for a token.
+    let held: string | DecodeError | null = null;
+    let waiting = false;
+    /** The held line's token was taken by the queue when its turn came. */
+    let heldAdmitted = false;
+    const resume = () => {
+      waiting = false;
+      heldAdmitted = true;
+      if (session.closed) return;
+      if (!ended) socket.resume();
+      pump();
+    };
+    /** True when `line` may be processed now; otherwise it is held and the socket paused until its turn. */
+    const admitted = (line: string | DecodeError): boolean => {
+      if (heldAdmitted) {
+        heldAdmitted = false;
+        return true;
+      }
+      const { requestRate, requestBurst } = this.#ctl.mgmtConfig();
+      this.#admission.configure({ ratePerSecond: requestRate, burst: requestBurst });
+      if (this.#admission.admit(session.role === 'admin', () => session.closed, resume)) return true;
+      held = line;
+      waiting = true;
+      socket.pause();
+      this.counters.inc('delayed');
+      return false;
+    };
+
     const pump = () => {
-      while (!busy && !session.closed) {
-        const next = decoder.next();
+      while (!busy && !waiting && !session.closed) {
+        const next = held ?? decoder.next();
+        held = null;
         if (next === NEED_DATA) break;
+        if (!admitted(next)) return;
         const outcome = this.#process(session, next);
         if (outcome instanceof Promise) {
           busy = true;
@@ -337,9 +375,11 @@ export class MgmtService implements Service {
         }
         if (!apply(outcome)) return;
       }
-      if (ended && !busy && !session.closed) {
+      if (ended && !busy && !waiting && !session.closed) {
         const last = decoder.end();
         if (last !== null) {
+          // Once admitted, the held last line is processed by the loop above, then this runs again with nothing left.
+          if (!admitted(last)) return;
           const outcome = this.#process(session, last);
           if (outcome instanceof Promise) {
             busy = true;
