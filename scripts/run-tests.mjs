@@ -26,7 +26,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 // The interop tests run real chrony and NTPsec unpacked into .peers/; fetch them on first use.
-if (files.some((f) => f.includes('interop')) && !existsSync('.peers/root/usr/sbin/chronyd')) {
+if (files.some((f) => f.includes('interop') || f.includes('test/source')) && !existsSync('.peers/root/usr/sbin/chronyd')) {
   const install = spawnSync('bash', ['scripts/install-peers.sh'], { stdio: 'inherit' });
   if (install.status !== 0) {
     console.error('could not install the interop peers (scripts/install-peers.sh needs root and the Debian mirrors)');
