@@ -90,6 +90,12 @@ export function check(config: Config): ConfigProblem[] {
     if (sameHash < i) report(`mgmt.token[${i}].sha256`, `same token as mgmt.token[${sameHash}]`);
   });
 
+  if (config.ntpd.keyId !== null && config.ntpd.keysFile === null) {
+    report('ntpd.keys-file', `must name the keys file holding ntpd.key-id ${config.ntpd.keyId}`);
+  }
+  if (config.ntpd.keyId === null && config.ntpd.keysFile !== null) {
+    report('ntpd.key-id', 'must name the key of ntpd.keys-file to authenticate mode 6 requests with (1-65535)');
+  }
   config.mgmt.clientCerts.forEach((cert, i) => {
     const same = config.mgmt.clientCerts.findIndex((c) => c.commonName === cert.commonName);
     if (same < i) report(`mgmt.client-cert[${i}].common-name`, `duplicate common name "${cert.commonName}" (also mgmt.client-cert[${same}])`);

@@ -19,7 +19,7 @@ function listenerToToml(l: ListenerConfig): Record<string, unknown> {
 
 /** The file-form document (plain objects), in the order of docs/configuration.md. */
 export function configToToml(config: Config): Record<string, unknown> {
-  const { daemon, tls, ntp, time, nts, ntpd, mgmt } = config;
+  const { daemon, tls, ntp, time, nts, ntpd, chrony, mgmt } = config;
   return {
     daemon: { 'state-dir': daemon.stateDir, user: daemon.user ?? '', 'log-level': daemon.logLevel, 'log-format': daemon.logFormat },
     tls: { certificate: tls.certificate ?? '', 'private-key': tls.privateKey ?? '', 'client-ca': tls.clientCa ?? '' },
@@ -54,7 +54,22 @@ export function configToToml(config: Config): Record<string, unknown> {
       'key-rotation': formatDuration(nts.keyRotationMs),
       'keys-kept': nts.keysKept,
     },
-    ntpd: { address: formatHostPort(ntpd.address) },
+    ntpd: {
+      address: formatHostPort(ntpd.address),
+      'key-id': ntpd.keyId ?? 0,
+      'keys-file': ntpd.keysFile ?? '',
+      poll: formatDuration(ntpd.pollMs),
+      grace: formatDuration(ntpd.graceMs),
+      timeout: formatDuration(ntpd.timeoutMs),
+      retries: ntpd.retries,
+    },
+    chrony: {
+      chronyc: chrony.chronyc,
+      args: [...chrony.args],
+      poll: formatDuration(chrony.pollMs),
+      grace: formatDuration(chrony.graceMs),
+      timeout: formatDuration(chrony.timeoutMs),
+    },
     mgmt: {
       anonymous: mgmt.anonymous,
       'request-rate': mgmt.requestRate,

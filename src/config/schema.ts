@@ -78,7 +78,8 @@ export const DEFAULTS = {
     'key-rotation': '1d',
     'keys-kept': 7,
   },
-  ntpd: { address: '127.0.0.1:123' },
+  ntpd: { address: '127.0.0.1:123', 'key-id': 0, 'keys-file': '', poll: '4s', grace: '16s', timeout: '1s', retries: 2 },
+  chrony: { chronyc: 'chronyc', args: [], poll: '4s', grace: '16s', timeout: '2s' },
   mgmt: { anonymous: 'none', token: [], 'client-cert': [], 'request-rate': 200, 'request-burst': 50 },
 } as const;
 
@@ -346,9 +347,33 @@ const ntsSchema = table({
   keysKept: r['keys-kept'],
 }));
 
+const D = DEFAULTS.ntpd;
 const ntpdSchema = table({
-  address: peerAddress().prefault(DEFAULTS.ntpd.address),
-}).transform((r) => ({ address: r.address }));
+  address: peerAddress().prefault(D.address),
+  'key-id': int(0, 65535).prefault(D['key-id']),
+  'keys-file': optionalText().prefault(D['keys-file']),
+  poll: duration().prefault(D.poll),
+  grace: duration({ allowZero: true }).prefault(D.grace),
+  timeout: duration().prefault(D.timeout),
+  retries: int(0, 10).prefault(D.retries),
+}).transform((r) => ({
+  address: r.address,
+  keyId: r['key-id'] === 0 ? null : r['key-id'],
+  keysFile: r['keys-file'],
+  pollMs: r.poll,
+  graceMs: r.grace,
+  timeoutMs: r.timeout,
+  retries: r.retries,
+}));
+
+const C = DEFAULTS.chrony;
+const chronySchema = table({
+  chronyc: nonEmpty().prefault(C.chronyc),
+  args: z.array(z.string()).prefault([...C.args]),
+  poll: duration().prefault(C.poll),
+  grace: duration({ allowZero: true }).prefault(C.grace),
+  timeout: duration().prefault(C.timeout),
+}).transform((r) => ({ chronyc: r.chronyc, args: r.args, pollMs: r.poll, graceMs: r.grace, timeoutMs: r.timeout }));
 
 const tokenSchema = table({
   name: tokenName(),
@@ -392,6 +417,7 @@ export const configSchema = table({
   listener: arrayOfTables(listenerSchema, 'listener').prefault(DEFAULTS.listener.map((l) => ({ ...l, services: [...l.services] }))),
   nts: ntsSchema.prefault({}),
   ntpd: ntpdSchema.prefault({}),
+  chrony: chronySchema.prefault({}),
   mgmt: mgmtSchema.prefault({}),
 }).transform(
   (r): Config => ({
@@ -405,6 +431,7 @@ export const configSchema = table({
     ),
     nts: r.nts,
     ntpd: r.ntpd,
+    chrony: r.chrony,
     mgmt: r.mgmt,
   }),
 );

@@ -32,7 +32,7 @@ export type TimeSourceKind = (typeof TIME_SOURCES)[number];
 export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'mgmt', 'metrics'];
 
 /** Time sources this version runs; grows as capabilities land. */
-export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static'];
+export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static', 'chrony'];
 
 export const LEAP_INDICATORS = ['none', 'add', 'delete'] as const;
 export type LeapIndicator = (typeof LEAP_INDICATORS)[number];
@@ -141,7 +141,30 @@ export interface NtsConfig {
 }
 
 export interface NtpdConfig {
+  /** Where the local ntpd/NTPsec answers mode 6 (loopback). */
   readonly address: HostPort;
+  /** Mode 6 requests are authenticated with this key of `keysFile`; null: unauthenticated. */
+  readonly keyId: number | null;
+  /** An ntp.keys file holding `keyId`. */
+  readonly keysFile: string | null;
+  /** Between two reads of ntpd's system variables (time.source = "ntpd"). */
+  readonly pollMs: number;
+  /** How long ntpd may be unreachable before we serve "unsynchronised". */
+  readonly graceMs: number;
+  /** Per mode 6 request, before a retry. */
+  readonly timeoutMs: number;
+  /** Retries of a mode 6 request after a timeout. */
+  readonly retries: number;
+}
+
+/** `[chrony]`: for time.source = "chrony", read with `chronyc -c tracking`. */
+export interface ChronyConfig {
+  readonly chronyc: string;
+  /** Extra arguments before `-c tracking`, e.g. `["-h", "/run/chrony/chronyd.sock"]`. */
+  readonly args: readonly string[];
+  readonly pollMs: number;
+  readonly graceMs: number;
+  readonly timeoutMs: number;
 }
 
 export interface MgmtToken {
@@ -177,6 +200,7 @@ export interface Config {
   readonly listeners: readonly ListenerConfig[];
   readonly nts: NtsConfig;
   readonly ntpd: NtpdConfig;
+  readonly chrony: ChronyConfig;
   readonly mgmt: MgmtConfig;
 }
 

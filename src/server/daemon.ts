@@ -10,11 +10,12 @@ import { execFileSync } from 'node:child_process';
 import { PreciseClock } from '../clock/clock.js';
 import { aeadByName } from '../crypto/aead.js';
 import { loadConfigFile, formatProblem, type Config, type ListenerConfig } from '../config/index.js';
-import { refIdFromText } from '../proto/ntp/packet.js';
-import type { CertificateInfo, ListenerInfo, LogLevel, ReloadResult, StatsResult } from '../proto/mgmt/types.js';
+import { refIdFromText, renderRefId } from '../proto/ntp/packet.js';
+import type { CertificateInfo, ListenerInfo, LogLevel, ReloadResult, StatsResult, TimeStatus } from '../proto/mgmt/types.js';
 import type { NtsKeServerSettings } from '../proto/ntske/server.js';
+import { ChronySource } from '../source/chrony.js';
 import { StaticSource } from '../source/static.js';
-import type { TimeSource } from '../source/source.js';
+import type { TimeQuality, TimeSource } from '../source/source.js';
 import { CertificateWatcher, loadTlsMaterial, type TlsMaterial } from './certificate.js';
 import { KeyRingError, KeyRingStore } from './keyring-store.js';
 import { ListenerSet, formatSocketAddress, type ListenerSpec } from './listeners.js';
@@ -40,7 +41,7 @@ export interface RunDaemonOptions {
 const EXIT_STARTUP_FAILED = 1;
 
 /** Top-level settings whose changes apply only at the next restart (they are fixed when the daemon starts). */
-const RESTART_ONLY = new Set(['daemon.state-dir', 'daemon.user', 'daemon.log-format', 'ntp', 'time', 'ntpd']);
+const RESTART_ONLY = new Set(['daemon.state-dir', 'daemon.user', 'daemon.log-format', 'ntp', 'time', 'ntpd', 'chrony']);
 
 /** The keys of `configToToml`-like sections that differ between two configs, in file order (`listener[1]`, `nts`, ...). */
 export function changedKeys(before: Config, after: Config): { changed: string[]; restartRequired: string[] } {
@@ -53,7 +54,7 @@ export function changedKeys(before: Config, after: Config): { changed: string[];
   for (const key of ['tls', 'ntp', 'time'] as const) if (!same(before[key], after[key])) changed.push(key);
   const listeners = Math.max(before.listeners.length, after.listeners.length);
   for (let i = 0; i < listeners; i++) if (!same(before.listeners[i], after.listeners[i])) changed.push(`listener[${i}]`);
-  for (const key of ['nts', 'ntpd', 'mgmt'] as const) if (!same(before[key], after[key])) changed.push(key);
+  for (const key of ['nts', 'ntpd', 'chrony', 'mgmt'] as const) if (!same(before[key], after[key])) changed.push(key);
   return { changed, restartRequired: changed.filter((k) => RESTART_ONLY.has(k) || k.startsWith('listener[')) };
 }
 
@@ -93,8 +94,39 @@ export function ntsSettings(config: Config): NtsKeServerSettings {
   };
 }
 
-function timeSource(config: Config): TimeSource {
+/** Printable refid of a served quality: 1-4 ASCII characters at stratum 0-1 and for kiss codes, else IPv4. */
+function refidText(quality: TimeQuality): string {
+  return renderRefId(quality.refid, quality.stratum);
+}
+
+/** `status.time` and the `source-changed` event: what the NTP service tells its clients now. */
+function timeStatus(kind: string, quality: TimeQuality): TimeStatus {
+  return {
+    source: kind,
+    synchronized: quality.stratum < 16 && quality.leap !== 'unsynchronized',
+    stratum: quality.stratum,
+    refid: refidText(quality),
+    leap: quality.leap,
+    rootDelay: quality.rootDelayMicros / 1e6,
+    rootDispersion: quality.rootDispersionMicros / 1e6,
+  };
+}
+
+interface SourceContext {
+  readonly logger: Logger;
+  readonly clock: PreciseClock;
+  readonly onChange: (before: TimeQuality, after: TimeQuality, reason: string) => void;
+}
+
+function timeSource(config: Config, context: SourceContext): TimeSource {
   const { time } = config;
+  if (time.source === 'chrony') {
+    const { chrony } = config;
+    return new ChronySource(
+      { chronyc: chrony.chronyc, args: chrony.args, pollMs: chrony.pollMs, graceMs: chrony.graceMs, timeoutMs: chrony.timeoutMs, precision: time.precision },
+      { logger: context.logger, clock: context.clock, onChange: context.onChange },
+    );
+  }
   return new StaticSource({
     stratum: time.stratum,
     refid: refIdFromText(time.refid),
@@ -171,8 +203,17 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     await keyRing.start();
     cleanups.push(() => keyRing.stop());
 
-    const source = timeSource(config);
+    const source = timeSource(config, {
+      logger,
+      clock,
+      onChange: (before, after, reason) => {
+        logger.info({ reason, stratum: after.stratum, refid: refidText(after), leap: after.leap }, 'time source changed');
+        events.emitEvent({ kind: 'source-changed', source: source.kind, previous: timeStatus(source.kind, before), current: timeStatus(source.kind, after) });
+      },
+    });
     cleanups.push(() => source.stop());
+    // The first reading decides what the first responses say; a source that cannot be read answers "unsynchronised".
+    await source.ready?.();
     // client-rate-limited events, sampled (docs/management.md §7); nothing is done while nobody subscribes.
     const sampler = new RateLimitSampler();
     const onRateLimited = (address: string) => {
@@ -320,15 +361,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
           uptime: (now - startedMicros) / 1e6,
           logLevel: logger.level as LogLevel,
           config: options.configPath,
-          time: {
-            source: source.kind,
-            synchronized: quality.stratum < 16 && quality.leap !== 'unsynchronized',
-            stratum: quality.stratum,
-            refid: config.time.refid,
-            leap: quality.leap,
-            rootDelay: quality.rootDelayMicros / 1e6,
-            rootDispersion: quality.rootDispersionMicros / 1e6,
-          },
+          time: source.kind === 'static' ? { ...timeStatus(source.kind, quality), refid: config.time.refid } : timeStatus(source.kind, quality),
           keys: { current: ring.current.id, count: ring.keys.length, nextRotation: isoMicros(ring.nextRotationMicros(keyRing.policy)) },
           certificate: material === undefined ? NO_CERTIFICATE : certificateInfo(material),
         };

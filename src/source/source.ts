@@ -13,5 +13,7 @@ export interface TimeSource {
   current(nowMicros: number): TimeQuality;
   /** A one-line description for logs and status. */
   describe(): string;
+  /** Resolves once the first reading of the source is in (sources read from another daemon). */
+  ready?(): Promise<void>;
   stop(): Promise<void>;
 }

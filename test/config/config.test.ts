@@ -97,7 +97,8 @@ const EXPECTED_DEFAULTS: Config = {
     keyRotationMs: 86_400_000,
     keysKept: 7,
   },
-  ntpd: { address: v4('127.0.0.1', 123) },
+  ntpd: { address: v4('127.0.0.1', 123), keyId: null, keysFile: null, pollMs: 4000, graceMs: 16_000, timeoutMs: 1000, retries: 2 },
+  chrony: { chronyc: 'chronyc', args: [], pollMs: 4000, graceMs: 16_000, timeoutMs: 2000 },
   mgmt: { anonymous: 'none', tokens: [], clientCerts: [], requestRate: 200, requestBurst: 50 },
 };
 
@@ -170,9 +171,9 @@ describe('availability', () => {
   const unavailableServices = SERVICE_NAMES.filter((s) => !AVAILABLE_SERVICES.includes(s));
   const unavailableSources = TIME_SOURCES.filter((s) => !AVAILABLE_TIME_SOURCES.includes(s));
 
-  it('this version ships "nts-ke", "mgmt", "metrics" and the "static" time source', () => {
+  it('this version ships "nts-ke", "mgmt", "metrics" and the "static" and "chrony" time sources', () => {
     assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke', 'mgmt', 'metrics']);
-    assert.deepEqual(AVAILABLE_TIME_SOURCES, ['static']);
+    assert.deepEqual(AVAILABLE_TIME_SOURCES, ['static', 'chrony']);
     assert.ok(AVAILABLE_SERVICES.every((s) => SERVICE_NAMES.includes(s)));
     assert.ok(AVAILABLE_TIME_SOURCES.every((s) => TIME_SOURCES.includes(s)));
   });
@@ -215,7 +216,7 @@ describe('availability', () => {
 
   it('unknown values keep the did-you-mean (against every known name); the fallback lists the available ones', () => {
     assert.deepEqual(problems('[time]\nsource = "chronyd"\n'), ['time.source: unknown time source "chronyd" (did you mean "chrony"?)']);
-    assert.deepEqual(problems('[time]\nsource = "gps"\n'), ['time.source: unknown time source "gps" (expected one of: static)']);
+    assert.deepEqual(problems('[time]\nsource = "gps"\n'), ['time.source: unknown time source "gps" (expected one of: static, chrony)']);
     assert.deepEqual(problems('[[listener]]\naddress = "127.0.0.1:0"\nservices = ["ntp"]\n'), [
       'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke, mgmt, metrics)',
     ]);
@@ -225,7 +226,7 @@ describe('availability', () => {
     const hash = 'ab'.repeat(32);
     const text = `[tls]\nclient-ca = "/etc/ca.pem"\n[ntpd]\naddress = "[::1]:123"\n[mgmt]\nanonymous = "monitor"\n[[mgmt.token]]\nname = "a"\nrole = "admin"\nsha256 = "${hash}"\n`;
     const config = loaded(loadConfigText(text, 't'));
-    assert.deepEqual(config.ntpd, { address: v6('::1', 123) });
+    assert.deepEqual(config.ntpd, { ...EXPECTED_DEFAULTS.ntpd, address: v6('::1', 123) });
     assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }], clientCerts: [], requestRate: 200, requestBurst: 50 });
     assert.equal(config.tls.clientCa, '/etc/ca.pem');
   });
@@ -750,7 +751,8 @@ describe('valid samples (test/config/valid)', () => {
         keyRotationMs: 43_200_000,
         keysKept: 14,
       },
-      ntpd: { address: v6('::1', 123) },
+      ntpd: { address: v6('::1', 123), keyId: 7, keysFile: '/etc/ntpsec/ntp.keys', pollMs: 8000, graceMs: 30_000, timeoutMs: 500, retries: 3 },
+      chrony: { chronyc: '/usr/bin/chronyc', args: ['-h', '/run/chrony/chronyd.sock'], pollMs: 2000, graceMs: 10_000, timeoutMs: 1000 },
       mgmt: {
         anonymous: 'monitor',
         tokens: [
