@@ -74,6 +74,12 @@ export interface Aead {
   readonly algorithm: AeadAlgorithm;
   /** Returns SIV ‖ ciphertext (`tagLength` bytes longer than `plaintext`). Throws UsageError on a nonce shorter than N_MIN. */
   seal(nonce: Uint8Array, plaintext: Uint8Array, associatedData?: Uint8Array): Uint8Array;
+  /**
+   * As `seal`, but writes SIV ‖ ciphertext to `out[offset..offset+tagLength+plaintext.length)`. The output
+   * may follow the associated data in the same buffer (the AD is read before anything is written).
+   * Throws UsageError on a short nonce or when the output does not fit.
+   */
+  sealInto(nonce: Uint8Array, plaintext: Uint8Array, associatedData: Uint8Array, out: Uint8Array, offset: number): void;
   /** Returns the plaintext, or null for a short nonce, a short input or a failed authentication. Never throws. */
   open(nonce: Uint8Array, ciphertext: Uint8Array, associatedData?: Uint8Array): Uint8Array | null;
 }
@@ -82,6 +88,8 @@ const NO_AD = new Uint8Array(0);
 
 class SivAead implements Aead {
   readonly #siv: AesSiv;
+  /** The one-string AD list handed to S2V, reused rather than built per call. */
+  readonly #ad: Uint8Array[] = [NO_AD];
 
   constructor(
     readonly algorithm: AeadAlgorithm,
@@ -95,12 +103,22 @@ class SivAead implements Aead {
       throw new UsageError('CRYPTO_BAD_NONCE_LENGTH', `${this.algorithm.name} needs a nonce of at least ${this.algorithm.minNonceLength} byte(s)`);
     }
     // The AD is always one S2V string, even when empty (RFC 5297 §6).
-    return this.#siv.sealWithNonce(nonce, plaintext, [associatedData]);
+    this.#ad[0] = associatedData;
+    return this.#siv.sealWithNonce(nonce, plaintext, this.#ad);
+  }
+
+  sealInto(nonce: Uint8Array, plaintext: Uint8Array, associatedData: Uint8Array, out: Uint8Array, offset: number): void {
+    if (nonce.length < this.algorithm.minNonceLength) {
+      throw new UsageError('CRYPTO_BAD_NONCE_LENGTH', `${this.algorithm.name} needs a nonce of at least ${this.algorithm.minNonceLength} byte(s)`);
+    }
+    this.#ad[0] = associatedData;
+    this.#siv.sealWithNonceInto(nonce, plaintext, this.#ad, out, offset);
   }
 
   open(nonce: Uint8Array, ciphertext: Uint8Array, associatedData: Uint8Array = NO_AD): Uint8Array | null {
     if (nonce.length < this.algorithm.minNonceLength) return null;
-    return this.#siv.openWithNonce(nonce, ciphertext, [associatedData]);
+    this.#ad[0] = associatedData;
+    return this.#siv.openWithNonce(nonce, ciphertext, this.#ad);
   }
 }
 

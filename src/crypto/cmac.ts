@@ -3,54 +3,67 @@
  * NTP MAC of RFC 8573.
  *
  * Theory of operation: CMAC is CBC-MAC with zero IV whose last block is XORed with the subkey K1
- * (complete block) or padded and XORed with K2 (RFC 4493 §2.4). The engine is one long-lived
- * `aes-*-cbc` cipher: Node cannot reset its IV, so the chaining value left over from the previous
- * message (its last output block, kept in `#chain`) is XORed into the first block of the next
- * message, which cancels it and gives the zero IV. A whole message, up to the size of the scratch
- * buffer, therefore costs a single native call; key setup happens once, in the constructor.
- *
- * Invariants: `#chain` always equals the cipher's internal chaining value (after a message ends, it
- * is that message's tag); `#fresh` is true when no block of the current message has reached the
- * cipher; the scratch buffer is handed to the cipher before the end of a message only when it is
- * full and more data follows, so the final block is always still in it at the end.
+ * (complete block) or padded and XORed with K2 (RFC 4493 §2.4). Messages are copied into the AES
+ * engine's scratch memory (aes.ts) and MACed there, a whole message of up to DATA_SIZE bytes in one
+ * call; the chaining value of a message built up with `update()` lives in the instance between calls,
+ * with the last 1..16 bytes held back until `digest()` because only then is it known which block is last.
  */
-import { createCipheriv } from 'node:crypto';
-import type { Cipher } from 'node:crypto';
 import { UsageError } from '../proto/errors.js';
+import { AES_BLOCK, AesKey, CHAIN, DATA, DATA_SIZE, SLOT_MAC, SUBKEYS, TAG, XOREND, ZERO, aesEngine } from './aes.js';
 
-/** AES block size and CMAC output length in bytes (RFC 4493 §2.1). */
-export const AES_BLOCK = 16;
+export { AES_BLOCK } from './aes.js';
+/** CMAC output length in bytes (RFC 4493 §2.1). */
 export const CMAC_TAG_LENGTH = 16;
 
 /**
- * Message bytes gathered before they are handed to the cipher; a multiple of the block size. Every NTS
- * message of a request without placeholders fits (the largest, a request's associated data, is ~200 bytes);
- * longer ones cost one more native call per 512 bytes. It is allocated (zeroed, off-heap) with every
- * instance, and instances are built per NTS session: 2 KiB here was 8% of an NTS request's CPU.
- */
-const SCRATCH = 512;
-
-const CBC_BY_KEY_LENGTH: Readonly<Record<number, string>> = { 16: 'aes-128-cbc', 24: 'aes-192-cbc', 32: 'aes-256-cbc' };
-
-/**
  * `block <<= 1` over 128 bits, then XOR R_128 = 0x87 into the last byte when the top bit fell off
- * (RFC 4493 §2.3; also `dbl()` of RFC 5297 §2.1). Branch-free on the secret bit.
+ * (RFC 4493 §2.3; also `dbl()` of RFC 5297 §2.1), on `block[offset..offset+16)`. Branch-free on the secret bit.
  */
-export function dbl(block: Uint8Array): void {
-  const carry = block[0]! >>> 7;
-  for (let i = 0; i < AES_BLOCK - 1; i++) block[i] = ((block[i]! << 1) | (block[i + 1]! >>> 7)) & 0xff;
-  block[AES_BLOCK - 1] = ((block[AES_BLOCK - 1]! << 1) & 0xff) ^ (0x87 & -carry);
+export function dbl(block: Uint8Array, offset = 0): void {
+  const carry = block[offset]! >>> 7;
+  const end = offset + AES_BLOCK - 1;
+  for (let i = offset; i < end; i++) block[i] = ((block[i]! << 1) | (block[i + 1]! >>> 7)) & 0xff;
+  block[end] = ((block[end]! << 1) & 0xff) ^ (0x87 & -carry);
 }
 
-/** Opens an AES cipher for `key` in `mode` ('cbc' or 'ecb') with padding off; throws UsageError on a bad key size. */
-export function aesCipher(key: Uint8Array, mode: 'cbc' | 'ecb'): Cipher {
-  const name = CBC_BY_KEY_LENGTH[key.length];
-  if (name === undefined) {
-    throw new UsageError('CRYPTO_BAD_KEY_LENGTH', `AES key must be 16, 24 or 32 bytes, got ${key.length}`);
+/** RFC 4493 §2.3: L = AES-K(0^128), K1 = dbl(L), K2 = dbl(K1), written as K1 ‖ K2 to `subkeys[0..32)`. */
+export function cmacSubkeys(key: AesKey, subkeys: Uint8Array): void {
+  const engine = aesEngine();
+  const mem = engine.mem;
+  mem.fill(0, DATA, DATA + AES_BLOCK);
+  engine.ecb(key, SLOT_MAC, DATA, 1);
+  for (let i = 0; i < AES_BLOCK; i++) subkeys[i] = mem[DATA + i]!;
+  mem.fill(0, DATA, DATA + AES_BLOCK);
+  dbl(subkeys, 0);
+  subkeys.copyWithin(AES_BLOCK, 0, AES_BLOCK);
+  dbl(subkeys, AES_BLOCK);
+}
+
+/**
+ * Writes CMAC(key, msg) to `out[offset..offset+16)`, given the key's subkeys (K1 ‖ K2). With `xorEnd`,
+ * the MAC is of msg with xorEnd XORed into its last 16 bytes (S2V's "xorend", RFC 5297 §2.4; msg is
+ * then at least 16 bytes). msg itself is never modified.
+ */
+export function cmacInto(key: AesKey, subkeys: Uint8Array, msg: Uint8Array, xorEnd: Uint8Array | null, out: Uint8Array, offset: number): void {
+  const engine = aesEngine();
+  const mem = engine.mem;
+  const len = msg.length;
+  let start = 0;
+  let from = ZERO;
+  // A message longer than the scratch area goes in pieces; the last piece keeps at least two blocks, so
+  // that the xorend region and the final block both lie in it, and room for the padding.
+  while (len - start > DATA_SIZE - AES_BLOCK) {
+    const n = DATA_SIZE - 2 * AES_BLOCK;
+    mem.set(msg.subarray(start, start + n), DATA);
+    engine.cbcMac(key, SLOT_MAC, from, CHAIN, DATA, n / AES_BLOCK);
+    from = CHAIN;
+    start += n;
   }
-  const cipher = mode === 'cbc' ? createCipheriv(name, key, new Uint8Array(AES_BLOCK)) : createCipheriv(name.replace('-cbc', '-ecb'), key, null);
-  cipher.setAutoPadding(false);
-  return cipher;
+  mem.set(start === 0 ? msg : msg.subarray(start), DATA);
+  mem.set(subkeys, SUBKEYS);
+  if (xorEnd !== null) mem.set(xorEnd, XOREND);
+  engine.cmac(key, SLOT_MAC, SUBKEYS, from, DATA, len - start, xorEnd === null ? 0 : XOREND, TAG);
+  out.set(engine.tag, offset);
 }
 
 /**
@@ -59,55 +72,72 @@ export function aesCipher(key: Uint8Array, mode: 'cbc' | 'ecb'): Cipher {
  */
 export class Cmac {
   readonly keyLength: number;
-  readonly #cbc: Cipher;
-  readonly #k1 = new Uint8Array(AES_BLOCK);
-  readonly #k2 = new Uint8Array(AES_BLOCK);
+  readonly #key: AesKey;
+  /** K1 ‖ K2. */
+  readonly #subkeys = new Uint8Array(2 * AES_BLOCK);
+  /** Chaining value after the blocks already MACed. */
   readonly #chain = new Uint8Array(AES_BLOCK);
-  readonly #buf = new Uint8Array(SCRATCH);
-  readonly #views: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(SCRATCH / AES_BLOCK + 1).fill(undefined);
-  #len = 0;
-  #fresh = true;
+  /** The last 0..16 bytes of the message so far: not MACed until it is known whether more follow. */
+  readonly #pending = new Uint8Array(AES_BLOCK);
+  #pendingLength = 0;
 
   /** `key`: 16, 24 or 32 bytes (AES-128/192/256). Throws UsageError otherwise. */
   constructor(key: Uint8Array) {
-    this.#cbc = aesCipher(key, 'cbc');
+    this.#key = new AesKey(key);
     this.keyLength = key.length;
-    // RFC 4493 §2.3: L = AES-K(0^128), K1 = dbl(L), K2 = dbl(K1). The fresh cipher has IV 0.
-    const l = this.#cbc.update(new Uint8Array(AES_BLOCK));
-    this.#chain.set(l);
-    this.#k1.set(l);
-    dbl(this.#k1);
-    this.#k2.set(this.#k1);
-    dbl(this.#k2);
-    l.fill(0);
+    cmacSubkeys(this.#key, this.#subkeys);
   }
 
   /** CMAC of the concatenation of `parts`. Returns a new 16-byte tag. */
   mac(...parts: Uint8Array[]): Uint8Array {
+    const tag = new Uint8Array(CMAC_TAG_LENGTH);
     this.reset();
+    if (parts.length === 1) {
+      cmacInto(this.#key, this.#subkeys, parts[0]!, null, tag, 0);
+      return tag;
+    }
     for (const part of parts) this.update(part);
-    return this.digest();
+    this.digestInto(tag, 0);
+    return tag;
   }
 
   /** Appends message bytes. */
   update(data: Uint8Array): this {
-    const buf = this.#buf;
-    let off = 0;
-    while (off < data.length) {
-      // More data follows, so nothing in a full buffer can be the final block.
-      if (this.#len === SCRATCH) this.#feed(SCRATCH);
-      const n = Math.min(data.length - off, SCRATCH - this.#len);
-      buf.set(n === data.length ? data : data.subarray(off, off + n), this.#len);
-      this.#len += n;
-      off += n;
+    const held = this.#pendingLength;
+    const total = held + data.length;
+    if (total <= AES_BLOCK) {
+      this.#pending.set(data, held);
+      this.#pendingLength = total;
+      return this;
     }
+    const engine = aesEngine();
+    const mem = engine.mem;
+    mem.set(this.#chain, CHAIN);
+    // Stream = held bytes ‖ data. Bytes [0, feed) are MACed now; the last 1..16 are held back.
+    const feed = ((total - 1) >>> 4) << 4;
+    for (let s = 0; s < feed; ) {
+      const n = Math.min(feed - s, DATA_SIZE);
+      let at = DATA;
+      if (s < held) {
+        mem.set(this.#pending.subarray(s, held), at);
+        at += held - s;
+      }
+      mem.set(data.subarray(Math.max(0, s - held), s + n - held), at);
+      engine.cbcMac(this.#key, SLOT_MAC, CHAIN, CHAIN, DATA, n >>> 4);
+      s += n;
+    }
+    this.#chain.set(mem.subarray(CHAIN, CHAIN + AES_BLOCK));
+    // feed >= 16 >= held, so what is held back now comes from `data` alone.
+    this.#pending.set(data.subarray(feed - held));
+    this.#pendingLength = total - feed;
     return this;
   }
 
   /** Finishes the message and returns its 16-byte tag; the instance is then ready for the next message. */
   digest(): Uint8Array {
-    this.#finish();
-    return this.#chain.slice();
+    const tag = new Uint8Array(CMAC_TAG_LENGTH);
+    this.digestInto(tag, 0);
+    return tag;
   }
 
   /** Like `digest()`, but writes the tag to `out[offset..offset+16)` and allocates nothing. */
@@ -115,60 +145,21 @@ export class Cmac {
     if (offset < 0 || offset + CMAC_TAG_LENGTH > out.length) {
       throw new UsageError('CRYPTO_OUT_OF_RANGE', `no room for a ${CMAC_TAG_LENGTH}-byte tag at offset ${offset} of ${out.length} bytes`);
     }
-    this.#finish();
-    const chain = this.#chain;
-    for (let i = 0; i < AES_BLOCK; i++) out[offset + i] = chain[i]!;
-  }
-
-  /** Ends the message; the tag is then the chaining value. */
-  #finish(): void {
-    const buf = this.#buf;
-    let len = this.#len;
-    let subkey = this.#k1;
-    if (len === 0 || len % AES_BLOCK !== 0) {
-      // RFC 4493 §2.4 step 4: incomplete (or empty) last block: pad with 10^i and use K2.
-      buf[len] = 0x80;
-      const end = len + AES_BLOCK - (len % AES_BLOCK);
-      buf.fill(0, len + 1, end);
-      len = end;
-      subkey = this.#k2;
-    }
-    const last = len - AES_BLOCK;
-    for (let i = 0; i < AES_BLOCK; i++) buf[last + i] = buf[last + i]! ^ subkey[i]!;
-    this.#feed(len);
-    this.#fresh = true;
+    const engine = aesEngine();
+    const mem = engine.mem;
+    mem.set(this.#chain, CHAIN);
+    mem.set(this.#pending.subarray(0, this.#pendingLength), DATA);
+    mem.set(this.#subkeys, SUBKEYS);
+    engine.cmac(this.#key, SLOT_MAC, SUBKEYS, CHAIN, DATA, this.#pendingLength, 0, TAG);
+    out.set(engine.tag, offset);
+    this.reset();
   }
 
   /** Drops a partly built message. */
   reset(): this {
-    this.#len = 0;
-    this.#fresh = true;
+    this.#chain.fill(0);
+    this.#pendingLength = 0;
     return this;
-  }
-
-  /** Runs the first `len` scratch bytes through the CBC engine and empties the scratch buffer. */
-  #feed(len: number): void {
-    const buf = this.#buf;
-    const chain = this.#chain;
-    if (this.#fresh) {
-      // Cancel the previous message's chaining value: CBC computes E(first ^ chain ^ chain).
-      for (let i = 0; i < AES_BLOCK; i++) buf[i] = buf[i]! ^ chain[i]!;
-      this.#fresh = false;
-    }
-    const out = this.#cbc.update(this.#view(len));
-    for (let i = 0, j = len - AES_BLOCK; i < AES_BLOCK; i++, j++) chain[i] = out[j]!;
-    this.#len = 0;
-  }
-
-  /** `#buf[0..len)` as a cached view: a fresh `subarray()` per call is measurable on the hot path. */
-  #view(len: number): Uint8Array {
-    const k = len / AES_BLOCK;
-    let v = this.#views[k];
-    if (v === undefined) {
-      v = this.#buf.subarray(0, len);
-      this.#views[k] = v;
-    }
-    return v;
   }
 }
 

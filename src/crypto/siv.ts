@@ -3,21 +3,20 @@
  *
  * Theory of operation: the key is split in halves (§2.6): K1 keys S2V, a chain of AES-CMACs over
  * the associated data strings and the plaintext (§2.4), whose output V is both the tag and, with
- * two bits cleared, the initial counter for AES-CTR under K2 (§2.5). CMAC(K1, <zero>) depends on
- * the key only and is computed once, CMAC(K1, <empty string>) (an empty AD, as NTS cookies use) on
- * first use. For messages up to `SMALL_CTR` bytes the keystream comes from one call on a long-lived
- * AES-ECB cipher fed with the counter blocks, which avoids a key setup per message; longer ones use
- * a native AES-CTR cipher. The ECB cipher and its counter buffer are only built when a first
- * non-empty message needs them: opening an NTS request (empty plaintext) never does, and a cipher
- * is the most expensive part of constructing an instance.
+ * two bits cleared, the initial counter for AES-CTR under K2 (§2.5). Everything runs on the AES
+ * engine of aes.ts, in its scratch memory. Work that depends on the key only is done once, on first
+ * use rather than in the constructor (an NTS request builds instances for single use, and opening a
+ * request, whose plaintext is empty, never needs K2): the CMAC subkeys, CMAC(K1, <zero>) that starts
+ * every S2V chain, and CMAC(K1, <empty string>) (an empty AD, as NTS cookies use).
  *
  * Opening never throws on peer input: a short input or a wrong tag gives `null`. The tag is
  * compared in constant time and the plaintext is only returned after it matched.
  */
-import { createCipheriv, timingSafeEqual } from 'node:crypto';
-import type { Cipher } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { UsageError } from '../proto/errors.js';
-import { AES_BLOCK, Cmac, aesCipher, dbl } from './cmac.js';
+import { AES_BLOCK, AesKey, COUNTER, DATA, DATA_SIZE, SLOT_CTR, aesEngine } from './aes.js';
+import { cmacInto, cmacSubkeys, dbl } from './cmac.js';
+import { Slab } from './slab.js';
 
 /** Length of the synthetic IV / tag that precedes the ciphertext (RFC 5297 §2.6). */
 export const SIV_TAG_LENGTH = 16;
@@ -26,14 +25,15 @@ export const SIV_MAX_ASSOCIATED_DATA = 126;
 /** Key lengths in bytes: AES-128, -192 and -256 for each half (RFC 5297 §2.6, §6.1-6.3). */
 export const SIV_KEY_LENGTHS: readonly number[] = [32, 48, 64];
 
-/** Above this many bytes a native CTR cipher (with its per-message key setup) beats ECB keystream plus a JavaScript XOR (measured on Node 20). */
-const SMALL_CTR = 192;
-
-const CTR_BY_HALF_KEY: Readonly<Record<number, string>> = { 16: 'aes-128-ctr', 24: 'aes-192-ctr', 32: 'aes-256-ctr' };
-
 const EMPTY: readonly Uint8Array[] = [];
 const EMPTY_BYTES = new Uint8Array(0);
-const EMPTY_VIEWS: (Uint8Array | undefined)[] = [];
+const ZERO_BLOCK = new Uint8Array(AES_BLOCK);
+
+// Per-operation temporaries, shared: operations run one at a time and never call each other.
+const D = new Uint8Array(AES_BLOCK);
+const T = new Uint8Array(AES_BLOCK);
+const V = new Uint8Array(AES_BLOCK);
+const TAG = new Uint8Array(AES_BLOCK);
 
 /** Adds 1 to a 128-bit big-endian counter in place, modulo 2^128 (RFC 5297 §2.5, "Q+i"). */
 export function incrementCounter(block: Uint8Array, offset = 0): void {
@@ -46,23 +46,15 @@ export function incrementCounter(block: Uint8Array, offset = 0): void {
 
 export class AesSiv {
   readonly keyLength: number;
-  readonly #s2vMac: Cmac;
-  /** AES-ECB under K2 for short keystreams; built on first use. */
-  #ecb: Cipher | null = null;
-  readonly #k2: Uint8Array;
-  readonly #ctrName: string;
-  /** CMAC(K1, <zero>), the start of every S2V chain (RFC 5297 §2.4). */
-  readonly #d0 = new Uint8Array(AES_BLOCK);
-  /** CMAC(K1, <empty string>), computed on the first empty S2V string. */
-  #emptyMac: Uint8Array | null = null;
-  readonly #d = new Uint8Array(AES_BLOCK);
-  readonly #t = new Uint8Array(AES_BLOCK);
-  readonly #q = new Uint8Array(AES_BLOCK);
-  readonly #v = new Uint8Array(AES_BLOCK);
-  readonly #tag = new Uint8Array(AES_BLOCK);
-  /** Counter blocks fed to `#ecb`; built with it. */
-  #counters: Uint8Array | null = null;
-  #counterViews: (Uint8Array | undefined)[] = EMPTY_VIEWS;
+  readonly #macKey: AesKey;
+  readonly #ctrKey: AesKey;
+  /**
+   * Key-only values, computed on first use: CMAC subkeys K1 ‖ K2 of the S2V key at 0..32,
+   * CMAC(K1, <zero>) at 32..48 (#ready), CMAC(K1, <empty string>) at 48..64 (#emptyReady).
+   */
+  readonly #state = new Uint8Array(4 * AES_BLOCK);
+  #ready = false;
+  #emptyReady = false;
 
   /** `key`: 32, 48 or 64 bytes (K1 ‖ K2, RFC 5297 §2.6). Throws UsageError otherwise. */
   constructor(key: Uint8Array) {
@@ -71,17 +63,16 @@ export class AesSiv {
     }
     const half = key.length / 2;
     this.keyLength = key.length;
-    this.#s2vMac = new Cmac(key.subarray(0, half));
-    this.#k2 = new Uint8Array(half);
-    this.#k2.set(key.subarray(half));
-    this.#ctrName = CTR_BY_HALF_KEY[half] ?? '';
-    this.#s2vMac.reset().update(this.#d0).digestInto(this.#d0); // #d0 starts as the zero block
+    this.#macKey = new AesKey(key.subarray(0, half));
+    this.#ctrKey = new AesKey(key.subarray(half));
   }
 
   /** Deterministic SIV (RFC 5297 §2.6): returns V ‖ C, 16 bytes longer than `plaintext`. */
   seal(plaintext: Uint8Array, associatedData: readonly Uint8Array[] = EMPTY): Uint8Array {
     checkAdCount(associatedData.length);
-    return this.#seal(plaintext, associatedData, null);
+    const out = allocOutput(SIV_TAG_LENGTH + plaintext.length);
+    this.#seal(plaintext, associatedData, null, out, 0);
+    return out;
   }
 
   /** Opens V ‖ C (RFC 5297 §2.7). Returns the plaintext, or null when the input is short or not authentic. */
@@ -97,7 +88,21 @@ export class AesSiv {
    */
   sealWithNonce(nonce: Uint8Array, plaintext: Uint8Array, associatedData: readonly Uint8Array[] = EMPTY): Uint8Array {
     checkAdCount(associatedData.length + 1);
-    return this.#seal(plaintext, associatedData, nonce);
+    const out = allocOutput(SIV_TAG_LENGTH + plaintext.length);
+    this.#seal(plaintext, associatedData, nonce, out, 0);
+    return out;
+  }
+
+  /**
+   * As `sealWithNonce`, but writes V ‖ C to `out[offset..offset+16+plaintext.length)`, which may lie
+   * inside the associated data's buffer (after the AD: the AD is read before anything is written).
+   */
+  sealWithNonceInto(nonce: Uint8Array, plaintext: Uint8Array, associatedData: readonly Uint8Array[], out: Uint8Array, offset: number): void {
+    checkAdCount(associatedData.length + 1);
+    if (!Number.isInteger(offset) || offset < 0 || offset + SIV_TAG_LENGTH + plaintext.length > out.length) {
+      throw new UsageError('CRYPTO_OUT_OF_RANGE', `no room for ${SIV_TAG_LENGTH + plaintext.length} bytes at offset ${offset} of ${out.length}`);
+    }
+    this.#seal(plaintext, associatedData, nonce, out, offset);
   }
 
   /** Counterpart of `sealWithNonce`; null when the input is short or not authentic. */
@@ -114,20 +119,21 @@ export class AesSiv {
     return v;
   }
 
-  #seal(plaintext: Uint8Array, ad: readonly Uint8Array[], nonce: Uint8Array | null): Uint8Array {
-    const out = allocOutput(SIV_TAG_LENGTH + plaintext.length);
-    this.#s2v(ad, nonce, plaintext, out, 0);
-    this.#ctr(out, 0, plaintext, 0, plaintext.length, out, SIV_TAG_LENGTH);
-    return out;
+  /** Writes V ‖ C to out[offset..). The plaintext is read in full (by S2V) before C is written. */
+  #seal(plaintext: Uint8Array, ad: readonly Uint8Array[], nonce: Uint8Array | null, out: Uint8Array, offset: number): void {
+    const v = V;
+    this.#s2v(ad, nonce, plaintext, v, 0);
+    this.#ctr(v, plaintext, out, offset + SIV_TAG_LENGTH);
+    out.set(v, offset);
   }
 
   #open(sealed: Uint8Array, ad: readonly Uint8Array[], nonce: Uint8Array | null): Uint8Array | null {
     if (sealed.length < SIV_TAG_LENGTH) return null;
-    const tag = this.#tag;
+    const tag = TAG;
     for (let i = 0; i < AES_BLOCK; i++) tag[i] = sealed[i]!;
     const plaintext = allocOutput(sealed.length - SIV_TAG_LENGTH);
-    this.#ctr(tag, 0, sealed, SIV_TAG_LENGTH, plaintext.length, plaintext, 0);
-    const v = this.#v;
+    this.#ctr(tag, sealed.length === SIV_TAG_LENGTH ? EMPTY_BYTES : sealed.subarray(SIV_TAG_LENGTH), plaintext, 0);
+    const v = V;
     this.#s2v(ad, nonce, plaintext, v, 0);
     if (!timingSafeEqual(v, tag)) {
       plaintext.fill(0);
@@ -136,112 +142,89 @@ export class AesSiv {
     return plaintext;
   }
 
+  /** The key-only values, on first use. */
+  #prepare(): void {
+    if (this.#ready) return;
+    const state = this.#state;
+    cmacSubkeys(this.#macKey, state);
+    cmacInto(this.#macKey, state, ZERO_BLOCK, null, state, 2 * AES_BLOCK);
+    this.#ready = true;
+  }
+
   /** Writes V = S2V(K1, ad..., nonce?, p) to `out[off..off+16)`. */
   #s2v(ad: readonly Uint8Array[], nonce: Uint8Array | null, p: Uint8Array, out: Uint8Array, off: number): void {
-    const mac = this.#s2vMac;
-    const d = this.#d;
-    const t = this.#t;
-    d.set(this.#d0);
+    this.#prepare();
+    const state = this.#state;
+    const d = D;
+    for (let i = 0; i < AES_BLOCK; i++) d[i] = state[2 * AES_BLOCK + i]!;
     // D = dbl(D) xor CMAC(K, Si) for each string before the last (RFC 5297 §2.4).
     for (let i = 0; i < ad.length; i++) this.#fold(ad[i] ?? EMPTY_BYTES);
     if (nonce !== null) this.#fold(nonce);
-    mac.reset();
     if (p.length >= AES_BLOCK) {
       // T = Sn xorend D
-      const head = p.length - AES_BLOCK;
-      if (head > 0) mac.update(p.subarray(0, head));
-      for (let i = 0; i < AES_BLOCK; i++) t[i] = p[head + i]! ^ d[i]!;
-    } else {
-      // T = dbl(D) xor pad(Sn)
-      dbl(d);
-      for (let i = 0; i < AES_BLOCK; i++) t[i] = d[i]!;
-      for (let i = 0; i < p.length; i++) t[i] = t[i]! ^ p[i]!;
-      t[p.length] = t[p.length]! ^ 0x80;
-    }
-    mac.update(t);
-    mac.digestInto(out, off);
-  }
-
-  #fold(s: Uint8Array): void {
-    const d = this.#d;
-    const t = this.#t;
-    dbl(d);
-    if (s.length === 0) {
-      let e = this.#emptyMac;
-      if (e === null) {
-        e = new Uint8Array(AES_BLOCK);
-        this.#s2vMac.reset().digestInto(e);
-        this.#emptyMac = e;
-      }
-      for (let i = 0; i < AES_BLOCK; i++) d[i] = d[i]! ^ e[i]!;
+      cmacInto(this.#macKey, state, p, d, out, off);
       return;
     }
-    this.#s2vMac.reset().update(s).digestInto(t);
-    for (let i = 0; i < AES_BLOCK; i++) d[i] = d[i]! ^ t[i]!;
+    // T = dbl(D) xor pad(Sn)
+    dbl(d);
+    const t = T;
+    for (let i = 0; i < AES_BLOCK; i++) t[i] = d[i]!;
+    for (let i = 0; i < p.length; i++) t[i] = t[i]! ^ p[i]!;
+    t[p.length] = t[p.length]! ^ 0x80;
+    cmacInto(this.#macKey, state, t, null, out, off);
+  }
+
+  /** D = dbl(D) xor CMAC(K1, s). */
+  #fold(s: Uint8Array): void {
+    const d = D;
+    const state = this.#state;
+    dbl(d);
+    let mac = T;
+    let at = 0;
+    if (s.length > 0) {
+      cmacInto(this.#macKey, state, s, null, mac, 0);
+    } else {
+      if (!this.#emptyReady) {
+        cmacInto(this.#macKey, state, EMPTY_BYTES, null, state, 3 * AES_BLOCK);
+        this.#emptyReady = true;
+      }
+      mac = state;
+      at = 3 * AES_BLOCK;
+    }
+    for (let i = 0; i < AES_BLOCK; i++) d[i] = d[i]! ^ mac[at + i]!;
   }
 
   /**
-   * AES-CTR under K2 from the counter Q = V with bits 63 and 31 cleared (RFC 5297 §2.6): XORs
-   * `input[inOff..inOff+len)` with the keystream into `out[outOff..)`. V is read from
-   * `vBuf[vOff..vOff+16)` before any output is written.
+   * AES-CTR under K2 from the counter Q = V with bits 63 and 31 cleared (RFC 5297 §2.6): writes
+   * `input` XORed with the keystream to `out[outOff..)`. Clearing bit 31 lets the engine count in the
+   * last 32 bits alone: no message here has 2^31 blocks.
    */
-  #ctr(vBuf: Uint8Array, vOff: number, input: Uint8Array, inOff: number, len: number, out: Uint8Array, outOff: number): void {
+  #ctr(v: Uint8Array, input: Uint8Array, out: Uint8Array, outOff: number): void {
+    const len = input.length;
     if (len === 0) return;
-    const q = this.#q;
-    for (let i = 0; i < AES_BLOCK; i++) q[i] = vBuf[vOff + i]!;
-    q[8] = q[8]! & 0x7f;
-    q[12] = q[12]! & 0x7f;
-    if (len > SMALL_CTR) {
-      const ctr = createCipheriv(this.#ctrName, this.#k2, q);
-      out.set(ctr.update(input.subarray(inOff, inOff + len)), outOff);
-      return;
+    const engine = aesEngine();
+    const mem = engine.mem;
+    mem.set(v, COUNTER);
+    mem[COUNTER + 8] = mem[COUNTER + 8]! & 0x7f;
+    mem[COUNTER + 12] = mem[COUNTER + 12]! & 0x7f;
+    for (let s = 0; s < len; s += DATA_SIZE) {
+      const n = Math.min(len - s, DATA_SIZE);
+      mem.set(n === len ? input : input.subarray(s, s + n), DATA);
+      engine.ctr(this.#ctrKey, SLOT_CTR, COUNTER, DATA, (n + AES_BLOCK - 1) >>> 4);
+      out.set(mem.subarray(DATA, DATA + n), outOff + s);
     }
-    let ecb = this.#ecb;
-    let counters = this.#counters;
-    if (ecb === null || counters === null) {
-      ecb = aesCipher(this.#k2, 'ecb');
-      counters = new Uint8Array(SMALL_CTR);
-      this.#ecb = ecb;
-      this.#counters = counters;
-      this.#counterViews = new Array<Uint8Array | undefined>(SMALL_CTR / AES_BLOCK + 1).fill(undefined);
-    }
-    const blocks = (len + AES_BLOCK - 1) >>> 4;
-    for (let b = 0; b < blocks; b++) {
-      const base = b * AES_BLOCK;
-      for (let i = 0; i < AES_BLOCK; i++) counters[base + i] = q[i]!;
-      incrementCounter(q);
-    }
-    let view = this.#counterViews[blocks];
-    if (view === undefined) {
-      view = counters.subarray(0, blocks * AES_BLOCK);
-      this.#counterViews[blocks] = view;
-    }
-    const ks = ecb.update(view);
-    for (let i = 0; i < len; i++) out[outOff + i] = input[inOff + i]! ^ ks[i]!;
   }
 }
 
 /**
- * Outputs are carved from a private slab: `new Uint8Array(n)` above 64 bytes is an off-heap zeroed
- * allocation costing several hundred ns on Node 20, more than the rest of a small seal's
- * JavaScript. The slab is ours rather than Node's shared Buffer pool so that plaintexts (often
- * keys) never sit in an ArrayBuffer that unrelated Buffers also expose via `.buffer`. Callers
- * overwrite every byte they are given.
+ * Outputs come from a private slab (see slab.ts): a fresh `new Uint8Array(n)` above 64 bytes costs
+ * about a microsecond on Node 20. Private, rather than Node's shared Buffer pool, so that plaintexts
+ * (often keys) never sit in an ArrayBuffer that unrelated Buffers also expose via `.buffer`.
  */
-const SLAB_SIZE = 16384;
-const SLAB_MAX_PIECE = 1024;
-let slab = new ArrayBuffer(SLAB_SIZE);
-let slabUsed = 0;
+const outputs = new Slab();
 
 function allocOutput(n: number): Uint8Array {
-  if (n > SLAB_MAX_PIECE) return new Uint8Array(n);
-  if (slabUsed + n > SLAB_SIZE) {
-    slab = new ArrayBuffer(SLAB_SIZE);
-    slabUsed = 0;
-  }
-  const out = new Uint8Array(slab, slabUsed, n);
-  slabUsed += (n + 7) & ~7;
-  return out;
+  return outputs.alloc(n);
 }
 
 function checkAdCount(n: number): void {

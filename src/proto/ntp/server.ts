@@ -18,8 +18,10 @@
 import type { Aead } from '../../crypto/aead.js';
 import { createAead } from '../../crypto/aead.js';
 import type { KeyRing, RandomBytes } from '../../crypto/keyring.js';
+import { Slab } from '../../crypto/slab.js';
 import type { ClientTable } from './client-table.js';
-import { COOKIE_NONCE_LENGTH, openCookie, sealCookie } from '../nts/cookie.js';
+import { writeU16 } from './bytes.js';
+import { COOKIE_NONCE_LENGTH, cookieLength, openCookie, sealCookieInto } from '../nts/cookie.js';
 import { EF_HEADER_LENGTH, MAC_MAX_LENGTH, type ExtensionField, writeExtensionField } from './extensions.js';
 import { NTP_HEADER_LENGTH, NtpMode, type NtpHeader, decodeNtpPacket, encodeKissCode, writeNtpHeader } from './packet.js';
 import { NTP_TIMESTAMP_ZERO, microsToNtpShort, unixMicrosToNtpTimestamp } from './timestamp.js';
@@ -68,6 +70,11 @@ const KISS_RATE = encodeKissCode('RATE');
 const KISS_NTSN = encodeKissCode('NTSN');
 const NTS_FIELD_TYPES = new Set<number>([NtsFieldType.UniqueIdentifier, NtsFieldType.Cookie, NtsFieldType.CookiePlaceholder, NtsFieldType.Authenticator]);
 const NTS_DECODE_OPTIONS = { allowShortFields: true, legacyMac: false } as const;
+
+/** NTS responses are carved from a slab: a fresh Uint8Array of their size costs about a microsecond. */
+const responses = new Slab();
+/** The plaintext of an NTS response (its new cookies), rebuilt per request: sealing copies it. */
+let cookieScratch = new Uint8Array(1024);
 
 export class NtpResponder {
   constructor(private readonly context: NtpResponderContext) {}
@@ -132,35 +139,39 @@ export class NtpResponder {
       return { kind: 'drop', reason: 'nts_bad_cookie_aead' };
     }
     // RFC 8915 §5.6: associated data is everything before the authenticator field.
-    const plaintext = c2s.open(authenticator.nonce, authenticator.ciphertext, request.subarray(0, associatedDataEnd));
-    if (plaintext === null) return { kind: 'drop', reason: 'nts_auth_failed' };
+    const opaque = c2s.open(authenticator.nonce, authenticator.ciphertext, request.subarray(0, associatedDataEnd));
+    if (opaque === null) return { kind: 'drop', reason: 'nts_auth_failed' };
 
     // One fresh cookie per cookie and placeholder received (RFC 8915 §5.7), as many as fit in the request's size.
-    const cookieLength = (cookies[0] as Uint8Array).length;
-    const uidFieldLength = EF_HEADER_LENGTH + uniqueIdentifier.length;
-    const sizeFor = (count: number) =>
-      NTP_HEADER_LENGTH + uidFieldLength + ntsAuthenticatorLayout(NTS_NONCE_LENGTH, s2c.algorithm.tagLength + count * (EF_HEADER_LENGTH + cookieLength)).fieldLength;
-    let count = 1 + placeholderLengths.length;
-    while (count > 0 && sizeFor(count) > request.length) count--;
-
     const cookieKeys = opened.keys;
-    const sealed = new Uint8Array(count * (EF_HEADER_LENGTH + cookieLength));
-    let at = 0;
-    for (let i = 0; i < count; i++) {
-      const cookie = sealCookie(ring, cookieKeys, this.context.random(COOKIE_NONCE_LENGTH));
-      at = writeExtensionField(NtsFieldType.Cookie, cookie, sealed, at, EF_HEADER_LENGTH);
+    const cookieField = EF_HEADER_LENGTH + cookieLength(cookieKeys.aead);
+    const uidFieldLength = EF_HEADER_LENGTH + uniqueIdentifier.length;
+    const tagLength = s2c.algorithm.tagLength;
+    let count = 1 + placeholderLengths.length;
+    let layout = ntsAuthenticatorLayout(NTS_NONCE_LENGTH, tagLength + count * cookieField);
+    while (count > 0 && NTP_HEADER_LENGTH + uidFieldLength + layout.fieldLength > request.length) {
+      count--;
+      layout = ntsAuthenticatorLayout(NTS_NONCE_LENGTH, tagLength + count * cookieField);
     }
 
-    const out = new Uint8Array(sizeFor(count));
+    const plaintextLength = count * cookieField;
+    if (cookieScratch.length < plaintextLength) cookieScratch = new Uint8Array(plaintextLength);
+    const plaintext = cookieScratch.subarray(0, plaintextLength);
+    for (let at = 0; at < plaintextLength; ) {
+      writeU16(plaintext, at, NtsFieldType.Cookie);
+      writeU16(plaintext, at + 2, cookieField);
+      at = sealCookieInto(ring, cookieKeys, this.context.random(COOKIE_NONCE_LENGTH), plaintext, at + EF_HEADER_LENGTH);
+    }
+
+    // The authenticator is sealed in place: associated data = the response up to the field (RFC 8915 §5.6).
+    const out = responses.alloc(NTP_HEADER_LENGTH + uidFieldLength + layout.fieldLength);
     let offset = writeNtpHeader(this.responseHeader(header, quality, receivedAtMicros, transmitAtMicros), out, 0);
     offset = writeExtensionField(NtsFieldType.UniqueIdentifier, uniqueIdentifier, out, offset, EF_HEADER_LENGTH);
     const authStart = offset;
     const nonce = this.context.random(NTS_NONCE_LENGTH);
-    const ciphertext = s2c.seal(nonce, sealed.subarray(0, at), out.subarray(0, authStart));
-    const layout = ntsAuthenticatorLayout(nonce.length, ciphertext.length);
-    writeNtsAuthenticatorFrame(out, authStart, nonce.length, ciphertext.length);
+    writeNtsAuthenticatorFrame(out, authStart, NTS_NONCE_LENGTH, tagLength + plaintextLength);
     out.set(nonce, authStart + layout.nonceOffset);
-    out.set(ciphertext, authStart + layout.ciphertextOffset);
+    s2c.sealInto(nonce, plaintext, out.subarray(0, authStart), out, authStart + layout.ciphertextOffset);
     return { kind: 'respond', bytes: out, auth: 'nts' };
   }
 

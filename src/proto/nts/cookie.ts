@@ -16,6 +16,7 @@ import { UsageError } from '../errors.js';
 export const COOKIE_NONCE_LENGTH = 16;
 const HEADER_LENGTH = 4 + COOKIE_NONCE_LENGTH;
 const TAG_LENGTH = 16;
+const EMPTY_AD = new Uint8Array(0);
 
 export interface CookieKeys {
   readonly aead: number;
@@ -32,28 +33,57 @@ export function cookieLength(aead: number): number {
   return HEADER_LENGTH + TAG_LENGTH + 4 + 2 * algorithm.keyLength;
 }
 
+/** Largest cookie plaintext: AEAD id, reserved, two 64-byte keys (AES-SIV-CMAC-512). */
+const MAX_PLAINTEXT = 4 + 2 * 64;
+/** Reused for every plaintext: sealing copies it before returning, and it is wiped after each use. */
+const plaintextScratch = new Uint8Array(MAX_PLAINTEXT);
+const plaintextViews = new Map<number, Uint8Array>();
+
+/** A new cookie for `keys`, sealed under the ring's current key with `nonce` (16 random bytes). */
 export function sealCookie(ring: KeyRing, keys: CookieKeys, nonce: Uint8Array): Uint8Array {
+  const algorithm = aeadById(keys.aead);
+  // An unknown AEAD gets an empty buffer here and COOKIE_BAD_KEYS from sealCookieInto.
+  const cookie = new Uint8Array(algorithm === undefined ? 0 : HEADER_LENGTH + TAG_LENGTH + 4 + 2 * algorithm.keyLength);
+  sealCookieInto(ring, keys, nonce, cookie, 0);
+  return cookie;
+}
+
+/**
+ * As `sealCookie`, written to `out[offset..offset+cookieLength(keys.aead))`; returns the end offset.
+ * Lets the server put cookies straight into the plaintext of its response.
+ */
+export function sealCookieInto(ring: KeyRing, keys: CookieKeys, nonce: Uint8Array, out: Uint8Array, offset: number): number {
   const algorithm = aeadById(keys.aead);
   if (algorithm === undefined || keys.c2s.length !== algorithm.keyLength || keys.s2c.length !== algorithm.keyLength) {
     throw new UsageError('COOKIE_BAD_KEYS', `keys do not fit AEAD ${keys.aead}`);
   }
   if (nonce.length !== COOKIE_NONCE_LENGTH) throw new UsageError('COOKIE_BAD_NONCE', `cookie nonce must be ${COOKIE_NONCE_LENGTH} bytes`);
+  const length = HEADER_LENGTH + TAG_LENGTH + 4 + 2 * algorithm.keyLength;
+  if (!Number.isInteger(offset) || offset < 0 || offset + length > out.length) {
+    throw new UsageError('BUFFER_TOO_SMALL', `a cookie needs ${length} bytes at offset ${offset}`);
+  }
   const master = ring.current;
-  const plaintext = new Uint8Array(4 + 2 * algorithm.keyLength);
+  const plaintextLength = 4 + 2 * algorithm.keyLength;
+  let plaintext = plaintextViews.get(plaintextLength);
+  if (plaintext === undefined) {
+    plaintext = plaintextScratch.subarray(0, plaintextLength);
+    plaintextViews.set(plaintextLength, plaintext);
+  }
   plaintext[0] = keys.aead >>> 8;
   plaintext[1] = keys.aead & 0xff;
+  plaintext[2] = 0;
+  plaintext[3] = 0;
   plaintext.set(keys.c2s, 4);
   plaintext.set(keys.s2c, 4 + algorithm.keyLength);
-  const sealed = (ring.aead(master.id) as NonNullable<ReturnType<KeyRing['aead']>>).seal(nonce, plaintext);
-  const cookie = new Uint8Array(HEADER_LENGTH + sealed.length);
   const id = master.id;
-  cookie[0] = id >>> 24;
-  cookie[1] = (id >>> 16) & 0xff;
-  cookie[2] = (id >>> 8) & 0xff;
-  cookie[3] = id & 0xff;
-  cookie.set(nonce, 4);
-  cookie.set(sealed, HEADER_LENGTH);
-  return cookie;
+  out[offset] = id >>> 24;
+  out[offset + 1] = (id >>> 16) & 0xff;
+  out[offset + 2] = (id >>> 8) & 0xff;
+  out[offset + 3] = id & 0xff;
+  out.set(nonce, offset + 4);
+  (ring.aead(master.id) as NonNullable<ReturnType<KeyRing['aead']>>).sealInto(nonce, plaintext, EMPTY_AD, out, offset + HEADER_LENGTH);
+  plaintext.fill(0);
+  return offset + length;
 }
 
 export type CookieOpenResult =
