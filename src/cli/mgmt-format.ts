@@ -1,24 +1,33 @@
 /**
  * Pure helpers of `ntptsc`'s management commands: results of the management protocol (the types of
  * src/proto/mgmt/types.ts, never redefined here) as aligned tables and `key: value` lines for people, errors as
- * one line, and the live view of `ntptsc watch`. No I/O, no clock: tests call them directly. Scripts use
- * `--json`, which prints the raw result instead.
+ * one line, and the live view of `ntptsc watch`; also the argument values of `ntptsc ntpd ...`. No I/O, no
+ * clock: tests call them directly. Scripts use `--json`, which prints the raw result instead.
  */
+import { isIP } from 'node:net';
 import { MgmtError, rpcCodeName, type MgmtConnectionError, type MgmtNotification } from '../client/mgmt.js';
 import type { JsonValue } from '../proto/mgmt/jsonrpc.js';
-import type {
-  ClientsResult,
-  EventParams,
-  KeysResult,
-  LogLevelResult,
-  ReloadResult,
-  RotateKeysResult,
-  ServicesResult,
-  StatsResult,
-  StatusResult,
-  UnknownEvent,
+import {
+  LIMITS,
+  type ClientsResult,
+  type EventParams,
+  type KeysResult,
+  type LogLevelResult,
+  type NtpdMruEntry,
+  type NtpdMrulistResult,
+  type NtpdPeer,
+  type NtpdPeersResult,
+  type NtpdSysstatsResult,
+  type NtpdVarsResult,
+  type ReloadResult,
+  type RotateKeysResult,
+  type ServicesResult,
+  type StatsResult,
+  type StatusResult,
+  type UnknownEvent,
 } from '../proto/mgmt/types.js';
-import { formatRows, formatSeconds, oneLine, type Rows } from './format.js';
+import { prettyInterval } from '../proto/mode6/peers.js';
+import { formatEndpoint, formatRows, formatSeconds, oneLine, type Parsed, type Rows } from './format.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Building blocks
@@ -189,6 +198,163 @@ export function formatLogLevel(r: LogLevelResult): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The local ntpd (`ntpd.*`, the mode 6 bridge)
+
+/** Text that came from ntpd, safe on a terminal: control characters written as `\xNN`. */
+export function printable(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** `--names a,b,...`: ntpd variable names (letters, digits, `_`, `.`; 1 to 64 characters), at most `LIMITS.maxNtpdNames`. */
+export function parseNtpdNames(text: string): Parsed<string[]> {
+  const names = text.split(',').map((n) => n.trim());
+  const wrong = names.find((n) => !/^[A-Za-z0-9_.]{1,64}$/.test(n));
+  if (wrong !== undefined) {
+    return { ok: false, error: wrong === '' ? `empty name in ${JSON.stringify(text)}` : `${JSON.stringify(wrong)} is not a variable name (letters, digits, _ and ., at most 64)` };
+  }
+  if (names.length > LIMITS.maxNtpdNames) return { ok: false, error: `at most ${LIMITS.maxNtpdNames} names, got ${names.length}` };
+  return { ok: true, value: names };
+}
+
+/** `--resall`/`--resany`: restriction bits 0 to 0xffff, in hex with `0x` (as ntpq shows them) or in decimal. */
+export function parseRestrictionBits(text: string): Parsed<number> {
+  const n = /^0x[0-9a-f]{1,4}$/i.test(text) ? parseInt(text.slice(2), 16) : /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  return n >= 0 && n <= 0xffff ? { ok: true, value: n } : { ok: false, error: `expected restriction bits from 0x0 to 0xffff (or 0 to 65535), got ${JSON.stringify(text)}` };
+}
+
+/** `--laddr`: the local address ntpd received the packets on, IPv4 or IPv6 (brackets allowed). */
+export function parseLocalAddress(text: string): Parsed<string> {
+  const address = /^\[(.*)\]$/.exec(text)?.[1] ?? text;
+  return isIP(address) === 0 ? { ok: false, error: `${JSON.stringify(text)} is not an IP address` } : { ok: true, value: address };
+}
+
+/** Milliseconds as ntpq prints delay, offset and jitter: 3 decimals; `-` when ntpd sent none. */
+const millis = (ms: number | null): string => (ms === null || !Number.isFinite(ms) ? '-' : ms.toFixed(3));
+
+/** Seconds as ntpq's `when` and `poll` columns: `64`, then `17m`, `2h`, `3d`; `-` when unknown or not positive. */
+export function formatNtpdInterval(seconds: number | null): string {
+  return seconds === null || !Number.isFinite(seconds) ? '-' : prettyInterval(Math.floor(seconds));
+}
+
+/** The cells of one `ntptsc ntpd peers` line: the tally character glued before the remote, as ntpq does. */
+export function ntpdPeerCells(p: NtpdPeer): string[] {
+  const tally = p.tally.length === 1 ? printable(p.tally) : ' ';
+  return [
+    `${tally}${printable(p.remote)}`,
+    printable(p.refid),
+    String(p.stratum),
+    printable(p.type),
+    formatNtpdInterval(p.when),
+    formatNtpdInterval(p.poll),
+    printable(p.reach),
+    millis(p.delay),
+    millis(p.offset),
+    millis(p.jitter),
+  ];
+}
+
+const serverLine = (server: string): string => `\nserver: ${printable(server)}\n`;
+
+/** `ntpq -p`'s columns (delay, offset and jitter in ms), then the ntpd that answered. */
+export function formatNtpdPeers(r: NtpdPeersResult): string {
+  const table = formatTable(
+    [' REMOTE', 'REFID', 'ST', 'T', 'WHEN', 'POLL', 'REACH', 'DELAY', 'OFFSET', 'JITTER'],
+    r.peers.map(ntpdPeerCells),
+    ['left', 'left', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+  return `${table}${serverLine(r.server)}`;
+}
+
+/** A mode 6 status word as ntpq prints it: `0x0618`. */
+export function formatStatusWord(status: number): string {
+  return `0x${(status & 0xffff).toString(16).padStart(4, '0')}`;
+}
+
+/** `assoc N, status 0xXXXX`, then `name=value` in ntpd's order (a flag without a value: just its name). */
+export function formatNtpdVars(r: NtpdVarsResult): string {
+  const lines = [`assoc ${r.assoc}, status ${formatStatusWord(r.status)}`];
+  for (const [name, value] of Object.entries(r.variables)) lines.push(value === null ? printable(name) : `${printable(name)}=${printable(value)}`);
+  return `${lines.join('\n')}\n${serverLine(r.server)}`;
+}
+
+/** Seconds since the epoch of an ISO 8601 time, or null. */
+function epochSeconds(iso: string | null): number | null {
+  if (iso === null) return null;
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? null : ms / 1000;
+}
+
+/**
+ * The cells of one `ntptsc ntpd mrulist` line, ntpq's mrulist columns: seconds since the last packet (at ntpd's
+ * `now`), average seconds between packets, restriction bits (hex), packets, mode, version, address:port.
+ */
+export function ntpdMruCells(e: NtpdMruEntry, now: string | null): string[] {
+  const at = epochSeconds(now);
+  const last = epochSeconds(e.lastSeen);
+  const first = epochSeconds(e.firstSeen);
+  const lstint = at === null || last === null ? '-' : String(Math.max(0, Math.floor(at - last)));
+  const avgint = first === null || last === null || e.count === null || e.count < 1 ? '-' : String(Math.max(0, Math.floor((last - first) / e.count)));
+  const num = (n: number | null) => (n === null ? '-' : String(n));
+  return [
+    lstint,
+    avgint,
+    e.restrictions === null ? '-' : printable(e.restrictions.replace(/^0x/i, '')),
+    num(e.count),
+    num(e.mode),
+    num(e.version),
+    e.port === null ? printable(e.address) : formatEndpoint(printable(e.address), e.port),
+  ];
+}
+
+/** ntpq's mrulist as an aligned table, then how many entries ntpd sent and which ntpd answered. */
+export function formatNtpdMrulist(r: NtpdMrulistResult): string {
+  const table = formatTable(
+    ['LSTINT', 'AVGINT', 'RSTR', 'COUNT', 'MODE', 'VER', 'REMOTE'],
+    r.entries.map((e) => ntpdMruCells(e, r.now)),
+    ['right', 'right', 'right', 'right', 'right', 'right', 'left'],
+  );
+  return `${table}\n${r.entries.length} of ${r.total} entries${r.truncated ? ' (truncated)' : ''}\n${serverLine(r.server).slice(1)}`;
+}
+
+/** Labels of ntpd's `ss_*` counters, after ntpq's sysstats. */
+const SYSSTATS_LABELS: ReadonlyMap<string, string> = new Map([
+  ['ss_uptime', 'uptime'],
+  ['ss_reset', 'sysstats reset'],
+  ['ss_received', 'packets received'],
+  ['ss_thisver', 'current version'],
+  ['ss_oldver', 'older version'],
+  ['ss_ver1', 'NTPv1 total'],
+  ['ss_ver1client', 'NTPv1 clients'],
+  ['ss_ver1zero', 'NTPv1 mode0'],
+  ['ss_ver1symm', 'NTPv1 symm act'],
+  ['ss_badformat', 'bad length or format'],
+  ['ss_badauth', 'authentication failed'],
+  ['ss_declined', 'declined'],
+  ['ss_restricted', 'restricted'],
+  ['ss_limited', 'rate limited'],
+  ['ss_kodsent', 'KoD responses'],
+  ['ss_processed', 'processed for time'],
+]);
+
+/** Counters that are durations in seconds: shown with the duration in words as well. */
+const SYSSTATS_SECONDS: ReadonlySet<string> = new Set(['ss_uptime', 'ss_reset']);
+
+export function ntpdSysstatsRows(r: NtpdSysstatsResult): Rows {
+  return Object.entries(r.counters).map(([name, value]): [string, string] => {
+    const label = SYSSTATS_LABELS.get(name) ?? printable(name);
+    if (value === null) return [label, '-'];
+    if (typeof value === 'string') return [label, printable(value)];
+    return [label, SYSSTATS_SECONDS.has(name) && value >= 60 ? `${value} (${formatDuration(value)})` : String(value)];
+  });
+}
+
+/** `label: value` lines like ntpq's sysstats (names this version does not know shown raw), then the ntpd asked. */
+export function formatNtpdSysstats(r: NtpdSysstatsResult): string {
+  const rows = ntpdSysstatsRows(r);
+  return `${rows.length === 0 ? '(none)\n' : formatRows(rows)}${serverLine(r.server)}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Events and the live view
 
 /** One line for an event: known kinds in words, unknown kinds as their JSON members. */
@@ -260,9 +426,36 @@ function problemsText(data: JsonValue | undefined): string {
     .join('; ');
 }
 
+/** What a failed mode 6 exchange means, by `data.mode6` of the bridge's -32004 (docs/management.md). */
+const NTPD_FAILURES: Readonly<Record<string, string>> = {
+  TIMEOUT: 'did not answer',
+  SERVER_ERROR: 'refused the request',
+  AUTH_REQUIRED: 'wants authenticated requests',
+  AUTH_FAILED: 'did not accept the key',
+  BAD_RESPONSE: 'sent an answer that could not be read',
+  MRU_STALLED: 'changed its client list faster than it could be read',
+  SOCKET: 'could not be reached',
+};
+
+/**
+ * The ntpd behind the bridge failed (-32004, `backend: "ntpd"`): `ntpd at 127.0.0.1:123 did not answer
+ * (TIMEOUT): no answer to READSTAT ...`. The bridge's message starts with `ntpd at HOST:PORT: `.
+ */
+function describeNtpdFailure(error: MgmtError): string {
+  const mode6 = error.detail('mode6');
+  const message = oneLine(error.message);
+  const m = /^ntpd at (\S+): (.*)$/.exec(message);
+  const where = m === null ? 'ntpd' : `ntpd at ${m[1]}`;
+  const rest = m === null ? message : (m[2] as string);
+  const kind = typeof mode6 === 'string' ? mode6 : undefined;
+  const what = (kind !== undefined && Object.hasOwn(NTPD_FAILURES, kind) ? NTPD_FAILURES[kind] : undefined) ?? 'failed';
+  return `${where} ${what}${kind === undefined ? '' : ` (${kind})`}: ${rest}`;
+}
+
 /**
  * The one-line reason `ntptsc` prints for a failed management request: the error code's name, then what it
- * means for this method (`forbidden: rotate-keys needs the admin role`).
+ * means for this method (`forbidden: rotate-keys needs the admin role`). The ntpd bridge's failures read as
+ * sentences about that ntpd instead (`ntpd at 127.0.0.1:123 did not answer (TIMEOUT): ...`).
  */
 export function describeMgmtError(error: MgmtError): string {
   const name = rpcCodeName(error.code);
@@ -284,7 +477,13 @@ export function describeMgmtError(error: MgmtError): string {
       text = `too many failed auth attempts${typeof retryAfter === 'number' ? `; retry in ${retryAfter} s` : ''}`;
       break;
     case -32004:
+      if (backend === 'ntpd') return describeNtpdFailure(error);
       text = `${oneLine(error.message)}${typeof backend === 'string' && !error.message.includes(backend) ? ` (backend ${backend})` : ''}`;
+      break;
+    case -32005:
+      // The bridge names the ntpd and the association: `ntpd at 127.0.0.1:123 has no association 12345`.
+      if (error.method.startsWith('ntpd.')) return `${oneLine(error.message)}${error.detail('assoc') !== undefined ? ' (ntptsc ntpd peers lists them)' : ''}`;
+      text = oneLine(error.message);
       break;
     case -32007: {
       const problems = problemsText(error.data);

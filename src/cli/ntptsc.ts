@@ -4,7 +4,8 @@
  *
  * A thin layer: commander reads the command line, the library (src/client) does the work, the pure helpers
  * in ./format.ts and ./mgmt-format.ts check argument values and shape the output. The management commands
- * (status, services, stats, clients, keys, rotate-keys, reload, log-level, watch, call) speak ntp-mgmt/1
+ * (status, services, stats, clients, keys, rotate-keys, reload, log-level, watch, call, and `ntpd peers|vars|
+ * mrulist|sysstats`, which ask the local ntpd through the daemon's mode 6 bridge) speak ntp-mgmt/1
  * (docs/management.md) through `MgmtClient`, over the daemon's Unix socket or `--connect` (TLS). Exit codes: 0 success, 1 the operation failed
  * (`ntptsc: <reason>` on stderr; with --json also `{"error": ...}` on stdout), 2 bad command line.
  */
@@ -13,7 +14,19 @@ import { pathToFileURL } from 'node:url';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ClientError } from '../client/errors.js';
 import { DEFAULT_MGMT_PORT, DEFAULT_MGMT_SOCKET, MgmtClient, MgmtConnectionError, MgmtError, type MgmtConnectOptions } from '../client/mgmt.js';
-import { CLIENT_SORT_KEYS, LIMITS, LOG_LEVELS, type ClientSortKey, type EventParams, type LogLevel, type StatsResult, type UnknownEvent } from '../proto/mgmt/types.js';
+import {
+  CLIENT_SORT_KEYS,
+  LIMITS,
+  LOG_LEVELS,
+  NTPD_MRU_SORT_KEYS,
+  type ClientSortKey,
+  type EventParams,
+  type LogLevel,
+  type NtpdMruSortKey,
+  type ParamsIn,
+  type StatsResult,
+  type UnknownEvent,
+} from '../proto/mgmt/types.js';
 import type { JsonObject } from '../proto/mgmt/jsonrpc.js';
 import { queryTime, type TimeQueryOptions } from '../client/ntp.js';
 import { NTP_DEFAULT_PORT, NTSKE_DEFAULT_PORT, ntsKeyExchange } from '../client/ntske.js';
@@ -40,6 +53,10 @@ import {
   formatClients,
   formatKeys,
   formatLogLevel,
+  formatNtpdMrulist,
+  formatNtpdPeers,
+  formatNtpdSysstats,
+  formatNtpdVars,
   formatReload,
   formatRotateKeys,
   formatServices,
@@ -48,6 +65,9 @@ import {
   formatWatch,
   mgmtErrorJson,
   notificationLine,
+  parseLocalAddress,
+  parseNtpdNames,
+  parseRestrictionBits,
 } from './mgmt-format.js';
 
 export interface CliIo {
@@ -80,7 +100,9 @@ const processIo: CliIo = {
 class UsageProblem extends Error {}
 
 const MAX_SAMPLES = 64;
-const MGMT_COMMANDS = ['status', 'services', 'stats', 'clients', 'keys', 'rotate-keys', 'reload', 'log-level', 'watch', 'call'];
+const MGMT_COMMANDS = ['status', 'services', 'stats', 'clients', 'keys', 'rotate-keys', 'reload', 'log-level', 'watch', 'call', 'ntpd'];
+/** The subcommands of `ntpd`. */
+const NTPD_COMMANDS = ['peers', 'vars', 'mrulist', 'sysstats'];
 const COMMANDS = ['time', 'ke', ...MGMT_COMMANDS];
 const VALUE_OPTIONS = [
   '--ke-port',
@@ -98,6 +120,12 @@ const VALUE_OPTIONS = [
   '--sort',
   '--filter',
   '--interval',
+  '--names',
+  '--mincount',
+  '--laddr',
+  '--resall',
+  '--resany',
+  '--maxlstint',
 ];
 /** `watch` without --interval: a live view, so more often than the daemon's default of 10 s. */
 const DEFAULT_WATCH_INTERVAL_S = 2;
@@ -121,6 +149,19 @@ const intervalValue = valueOf((text) => {
   const ms = parseDuration(text, { allowZero: true, maxMs: LIMITS.maxInterval * 1000 });
   if (!ms.ok) return ms;
   return ms.value % 1000 === 0 ? { ok: true, value: ms.value / 1000 } : { ok: false, error: `the interval is whole seconds (0s to ${LIMITS.maxInterval}s), got ${JSON.stringify(text)}` };
+});
+const ntpdMruLimitValue = valueOf((text) => parseCount(text, 1, LIMITS.maxNtpdMru));
+const assocValue = valueOf((text) => parseCount(text, 0, 65535));
+const namesValue = valueOf(parseNtpdNames);
+const mincountValue = valueOf((text) => parseCount(text, 0, 0xffffffff));
+const laddrValue = valueOf(parseLocalAddress);
+const restrictionValue = valueOf(parseRestrictionBits);
+/** `--maxlstint`: whole seconds, written as a number of seconds (ntpq's form) or a duration such as "10m". */
+const maxlstintValue = valueOf((text) => {
+  if (/^\d+$/.test(text)) return parseCount(text, 0, 0xffffffff);
+  const ms = parseDuration(text, { allowZero: true, maxMs: 0xffffffff * 1000 });
+  if (!ms.ok) return ms;
+  return ms.value % 1000 === 0 ? { ok: true, value: ms.value / 1000 } : { ok: false, error: `maxlstint is whole seconds, got ${JSON.stringify(text)}` };
 });
 const filterValue = (text: string): string => {
   if (text.length < 1 || text.length > LIMITS.maxFilterLength) throw new InvalidArgumentError(`a filter has 1 to ${LIMITS.maxFilterLength} characters`);
@@ -450,6 +491,55 @@ export function buildProgram(io: CliIo = processIo, state: { exitCode: number } 
       state.exitCode = await runWatch(opts, io);
     });
 
+  const ntpd = program
+    .command('ntpd')
+    .description('the local ntpd as ntpq shows it, through the daemon: peers, vars, mrulist, sysstats');
+  const ntpdCommand = (name: string, description: string) => withMgmtOptions(ntpd.command(name).description(description));
+
+  ntpdCommand('peers', 'the associations of ntpd, as ntpq -p shows them').action(async (opts: MgmtCliOptions) => {
+    state.exitCode = await runMethod((c) => c.call('ntpd.peers'), formatNtpdPeers)(opts, io);
+  });
+
+  ntpdCommand('vars', 'the system variables of ntpd (ntpq rv), or those of association ASSOC (ntpq rv ASSOC)')
+    .addArgument(new Argument('[assoc]', 'association id from `ntptsc ntpd peers`; 0 (the default) for the system').argParser(assocValue))
+    .option('--names <a,b,...>', `only these variables, at most ${LIMITS.maxNtpdNames} (e.g. stratum,refid,offset)`, namesValue)
+    .action(async (assoc: number | undefined, opts: MgmtCliOptions & { names?: string[] }) => {
+      const params: ParamsIn<'ntpd.vars'> = {
+        ...(assoc === undefined ? {} : { assoc }),
+        ...(opts.names === undefined ? {} : { names: opts.names }),
+      };
+      state.exitCode = await runMethod((c) => c.call('ntpd.vars', params), formatNtpdVars)(opts, io);
+    });
+
+  ntpdCommand('mrulist', 'the clients ntpd heard from recently (ntpq mrulist)')
+    .option('--limit <n>', `most entries shown, 1 to ${LIMITS.maxNtpdMru} (default ${LIMITS.defaultNtpdMru})`, ntpdMruLimitValue)
+    .addOption(new Option('--sort <key>', 'order: last or first packet (most recent first), count (most first), address').choices(NTPD_MRU_SORT_KEYS))
+    .option('--mincount <n>', 'only clients with at least this many packets', mincountValue)
+    .option('--laddr <address>', 'only packets ntpd received on this local address', laddrValue)
+    .option('--resall <bits>', 'only entries with all these restriction bits (e.g. 0x40)', restrictionValue)
+    .option('--resany <bits>', 'only entries with any of these restriction bits', restrictionValue)
+    .option('--maxlstint <seconds>', 'only clients heard from within this many seconds (or a duration, e.g. 10m)', maxlstintValue)
+    .action(
+      async (
+        opts: MgmtCliOptions & { limit?: number; sort?: NtpdMruSortKey; mincount?: number; laddr?: string; resall?: number; resany?: number; maxlstint?: number },
+      ) => {
+        const params: ParamsIn<'ntpd.mrulist'> = {
+          ...(opts.limit === undefined ? {} : { limit: opts.limit }),
+          ...(opts.sort === undefined ? {} : { sort: opts.sort }),
+          ...(opts.mincount === undefined ? {} : { mincount: opts.mincount }),
+          ...(opts.laddr === undefined ? {} : { laddr: opts.laddr }),
+          ...(opts.resall === undefined ? {} : { resall: opts.resall }),
+          ...(opts.resany === undefined ? {} : { resany: opts.resany }),
+          ...(opts.maxlstint === undefined ? {} : { maxlstint: opts.maxlstint }),
+        };
+        state.exitCode = await runMethod((c) => c.call('ntpd.mrulist', params), formatNtpdMrulist)(opts, io);
+      },
+    );
+
+  ntpdCommand('sysstats', 'the packet counters of ntpd (ntpq sysstats)').action(async (opts: MgmtCliOptions) => {
+    state.exitCode = await runMethod((c) => c.call('ntpd.sysstats'), formatNtpdSysstats)(opts, io);
+  });
+
   mgmt('call', 'call any management method; params as a JSON object; prints the raw result')
     .argument('<method>', 'method name, e.g. status or clients')
     .argument('[params]', 'JSON object, e.g. \'{"limit": 5}\'')
@@ -470,8 +560,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return 2;
   }
   try {
-    // Options may stand before the command word: `ntptsc --json time x` is `ntptsc time --json x`.
-    await program.parseAsync(hoistOptions(argv, { commands: COMMANDS, valueOptions: VALUE_OPTIONS, programOptions: ['-V', '--version'] }), { from: 'user' });
+    // Options may stand before the command word: `ntptsc --json time x` is `ntptsc time --json x`; and before
+    // the subcommand of `ntpd`: `ntptsc --json ntpd peers` and `ntptsc ntpd --json peers` are `ntptsc ntpd peers --json`.
+    const args = hoistOptions(argv, { commands: COMMANDS, valueOptions: VALUE_OPTIONS, programOptions: ['-V', '--version'] });
+    if (args[0] === 'ntpd') args.splice(1, args.length - 1, ...hoistOptions(args.slice(1), { commands: NTPD_COMMANDS, valueOptions: VALUE_OPTIONS, programOptions: ['-h', '--help'] }));
+    await program.parseAsync(args, { from: 'user' });
     return state.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {

@@ -32,7 +32,7 @@ export type TimeSourceKind = (typeof TIME_SOURCES)[number];
 export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'mgmt', 'metrics'];
 
 /** Time sources this version runs; grows as capabilities land. */
-export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static', 'chrony'];
+export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static', 'ntpd', 'chrony'];
 
 export const LEAP_INDICATORS = ['none', 'add', 'delete'] as const;
 export type LeapIndicator = (typeof LEAP_INDICATORS)[number];

@@ -14,6 +14,9 @@ import { refIdFromText, renderRefId } from '../proto/ntp/packet.js';
 import type { CertificateInfo, ListenerInfo, LogLevel, ReloadResult, StatsResult, TimeStatus } from '../proto/mgmt/types.js';
 import type { NtsKeServerSettings } from '../proto/ntske/server.js';
 import { ChronySource } from '../source/chrony.js';
+import { NtpdSource } from '../source/ntpd.js';
+import type { SymmetricKey } from '../crypto/symmetric-mac.js';
+import { NtpdBridge, loadNtpdKey } from './ntpd-bridge.js';
 import { StaticSource } from '../source/static.js';
 import type { TimeQuality, TimeSource } from '../source/source.js';
 import { CertificateWatcher, loadTlsMaterial, type TlsMaterial } from './certificate.js';
@@ -118,8 +121,24 @@ interface SourceContext {
   readonly onChange: (before: TimeQuality, after: TimeQuality, reason: string) => void;
 }
 
-function timeSource(config: Config, context: SourceContext): TimeSource {
+function timeSource(config: Config, context: SourceContext, ntpdKey: SymmetricKey | null): TimeSource {
   const { time } = config;
+  if (time.source === 'ntpd') {
+    const { ntpd } = config;
+    return new NtpdSource(
+      {
+        host: ntpd.address.host,
+        port: ntpd.address.port,
+        key: ntpdKey,
+        pollMs: ntpd.pollMs,
+        graceMs: ntpd.graceMs,
+        timeoutMs: ntpd.timeoutMs,
+        retries: ntpd.retries,
+        precision: time.precision,
+      },
+      { logger: context.logger, clock: context.clock, onChange: context.onChange },
+    );
+  }
   if (time.source === 'chrony') {
     const { chrony } = config;
     return new ChronySource(
@@ -203,6 +222,10 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     await keyRing.start();
     cleanups.push(() => keyRing.stop());
 
+    // The mode 6 key is read once, at start: a missing key is a startup error naming ntpd.key-id.
+    const ntpdKey = await loadNtpdKey(config.ntpd);
+    const ntpdBridge = new NtpdBridge(config.ntpd, ntpdKey, () => clock.nowMicros());
+    cleanups.push(() => ntpdBridge.close());
     const source = timeSource(config, {
       logger,
       clock,
@@ -210,7 +233,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
         logger.info({ reason, stratum: after.stratum, refid: refidText(after), leap: after.leap }, 'time source changed');
         events.emitEvent({ kind: 'source-changed', source: source.kind, previous: timeStatus(source.kind, before), current: timeStatus(source.kind, after) });
       },
-    });
+    }, ntpdKey);
     cleanups.push(() => source.stop());
     // The first reading decides what the first responses say; a source that cannot be read answers "unsynchronised".
     await source.ready?.();
@@ -426,6 +449,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       },
       mgmtConfig: () => config.mgmt,
       clientCaConfigured: () => material?.clientCaPem !== undefined,
+      ntpd: () => ntpdBridge,
     };
     mgmt?.attach(control);
 

@@ -3,7 +3,7 @@
 // real one cannot be made to produce on demand (garbage, hanging).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -218,7 +218,11 @@ function fakeChronyc(t: Parameters<typeof makeTempDir>[1], mode: string): { path
   const path = join(dir, 'chronyc');
   writeFileSync(path, SCRIPT);
   chmodSync(path, 0o755);
-  const setMode = (m: string): void => writeFileSync(join(dir, 'mode'), m);
+  // Replaced atomically: a stand-in reading a half-written file would fail for another reason than the test's.
+  const setMode = (m: string): void => {
+    writeFileSync(join(dir, 'mode.new'), m);
+    renameSync(join(dir, 'mode.new'), join(dir, 'mode'));
+  };
   setMode(mode);
   const runs = (): number => (existsSync(join(dir, 'runs')) ? readFileSync(join(dir, 'runs'), 'utf8').split('\n').filter(Boolean).length : 0);
   return { path, dir, setMode, runs };

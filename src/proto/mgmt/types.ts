@@ -58,6 +58,11 @@ export const EVENT_KINDS = ['key-rotated', 'config-reloaded', 'certificate-reloa
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export const LIMITS = {
+  /** `ntpd.vars`: most variable names per request. */
+  maxNtpdNames: 64,
+  /** `ntpd.mrulist`: most entries per answer, and the default. */
+  maxNtpdMru: 10_000,
+  defaultNtpdMru: 100,
   /** `clients`: most entries per answer, and the default. */
   maxClients: 1000,
   defaultClients: 100,
@@ -98,6 +103,26 @@ export const LogLevelParams = z.strictObject({
 export const SubscribeParams = z.strictObject({
   interval: z.int().min(0).max(LIMITS.maxInterval).default(LIMITS.defaultInterval),
   events: listOf(z.enum(EVENT_KINDS), EVENT_KINDS.length).default([...EVENT_KINDS]),
+});
+
+/** `ntpd.vars`: association 0 is the system; `names` reads only those variables. */
+export const NtpdVarsParams = z.strictObject({
+  assoc: z.int().min(0).max(65535).default(0),
+  names: listOf(z.string().regex(/^[A-Za-z0-9_.]{1,64}$/), LIMITS.maxNtpdNames).optional(),
+});
+
+export const NTPD_MRU_SORT_KEYS = ['last', 'first', 'count', 'address'] as const;
+export type NtpdMruSortKey = (typeof NTPD_MRU_SORT_KEYS)[number];
+
+/** `ntpd.mrulist`: ntpq's filters (RFC 9327 READ_MRU), then `sort` and `limit` applied by the daemon. */
+export const NtpdMrulistParams = z.strictObject({
+  limit: z.int().min(1).max(LIMITS.maxNtpdMru).default(LIMITS.defaultNtpdMru),
+  sort: z.enum(NTPD_MRU_SORT_KEYS).default('last'),
+  mincount: z.int().min(0).max(0xffffffff).optional(),
+  laddr: z.string().min(1).max(64).optional(),
+  resall: z.int().min(0).max(0xffff).optional(),
+  resany: z.int().min(0).max(0xffff).optional(),
+  maxlstint: z.int().min(0).max(0xffffffff).optional(),
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -185,6 +210,74 @@ export interface StatsResult {
   readonly services: Readonly<Record<string, { readonly active: number; readonly counters: Readonly<Record<string, number>> }>>;
   /** Per listener name: `accepted`, `refused.<reason>`, `handshake-failures`, ... */
   readonly listeners: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+/** One association as `ntpq -p` shows it. */
+export interface NtpdPeer {
+  readonly assoc: number;
+  /** ntpq's tally character: " x.-+#*o". */
+  readonly tally: string;
+  /** reject, falsetick, excess, outlier, candidate, backup, sys.peer, pps.peer. */
+  readonly selection: string;
+  readonly remote: string;
+  readonly refid: string;
+  readonly stratum: number;
+  /** ntpq's type letter: u unicast, b broadcast, m multicast, l local (refclock), s symmetric, p pool, ... */
+  readonly type: string;
+  /** Seconds since the last packet; null before the first. */
+  readonly when: number | null;
+  /** Seconds. */
+  readonly poll: number;
+  /** The reach register, octal as ntpq prints it. */
+  readonly reach: string;
+  /** Milliseconds; null when ntpd did not say. */
+  readonly delay: number | null;
+  readonly offset: number | null;
+  readonly jitter: number | null;
+}
+
+export interface NtpdPeersResult {
+  /** The ntpd asked (`ntpd.address`). */
+  readonly server: string;
+  readonly peers: readonly NtpdPeer[];
+}
+
+export interface NtpdVarsResult {
+  readonly server: string;
+  readonly assoc: number;
+  /** The status word of the answer (system or peer status, RFC 9327 §2.2). */
+  readonly status: number;
+  /** In ntpd's order, unknown names included; a flag without a value is null. Values as ntpd wrote them, unquoted. */
+  readonly variables: Readonly<Record<string, string | null>>;
+}
+
+export interface NtpdMruEntry {
+  readonly address: string;
+  readonly port: number | null;
+  readonly firstSeen: string | null;
+  readonly lastSeen: string;
+  readonly count: number | null;
+  readonly mode: number | null;
+  readonly version: number | null;
+  /** ntpd's restriction flags (hex as ntpq prints them), null when not sent. */
+  readonly restrictions: string | null;
+}
+
+export interface NtpdMrulistResult {
+  readonly server: string;
+  /** ntpd's clock at the end of the listing. */
+  readonly now: string | null;
+  /** Entries ntpd sent (after its filters, before `sort` and `limit`). */
+  readonly total: number;
+  /** True when the listing stopped early (too many entries or requests). */
+  readonly truncated: boolean;
+  readonly entries: readonly NtpdMruEntry[];
+}
+
+export interface NtpdSysstatsResult {
+  readonly server: string;
+  /** ntpd's packet counters (`ss_*` system variables), as numbers where they are numbers. */
+  readonly counters: Readonly<Record<string, number | string | null>>;
 }
 
 export interface ClientsResult {
@@ -332,6 +425,30 @@ export const METHODS = {
     positional: [],
     description: 'Stop the notifications started by subscribe.',
   },
+  'ntpd.peers': {
+    role: 'monitor',
+    params: NoParams,
+    positional: [],
+    description: 'The local ntpd’s associations, as ntpq -p shows them (mode 6).',
+  },
+  'ntpd.vars': {
+    role: 'monitor',
+    params: NtpdVarsParams,
+    positional: ['assoc'],
+    description: 'The local ntpd’s system variables, or an association’s (mode 6 READVAR).',
+  },
+  'ntpd.mrulist': {
+    role: 'monitor',
+    params: NtpdMrulistParams,
+    positional: [],
+    description: 'The local ntpd’s most-recently-used client list (mode 6 READ_MRU).',
+  },
+  'ntpd.sysstats': {
+    role: 'monitor',
+    params: NoParams,
+    positional: [],
+    description: 'The local ntpd’s packet counters (ntpq sysstats).',
+  },
 } as const satisfies Readonly<Record<string, MethodSpec>>;
 
 export type MethodName = keyof typeof METHODS;
@@ -354,6 +471,10 @@ export interface Results {
   'log-level': LogLevelResult;
   subscribe: SubscribeResult;
   unsubscribe: UnsubscribeResult;
+  'ntpd.peers': NtpdPeersResult;
+  'ntpd.vars': NtpdVarsResult;
+  'ntpd.mrulist': NtpdMrulistResult;
+  'ntpd.sysstats': NtpdSysstatsResult;
 }
 export type MethodResult<M extends MethodName> = Results[M];
 

@@ -10,6 +10,11 @@ import type {
   KeysResult,
   KnownEvent,
   LogLevel,
+  NtpdMrulistResult,
+  NtpdPeersResult,
+  NtpdSysstatsResult,
+  NtpdVarsResult,
+  Params,
   ReloadResult,
   RotateKeysResult,
   ServicesResult,
@@ -22,7 +27,7 @@ import type { JsonObject } from '../../proto/mgmt/jsonrpc.js';
 /** An event as the daemon reports it; `at` and `missed` are added per subscriber by the service. */
 export type DaemonEvent = KnownEvent extends infer E ? (E extends KnownEvent ? Omit<E, 'at' | 'missed'> : never) : never;
 
-export type ControlErrorCode = 'CONFLICT' | 'BACKEND_UNAVAILABLE' | 'CONFIG_INVALID';
+export type ControlErrorCode = 'CONFLICT' | 'BACKEND_UNAVAILABLE' | 'CONFIG_INVALID' | 'NOT_FOUND';
 
 /** A failed `rotateKeys` or `reload`, coded so the service can answer the documented JSON-RPC error. */
 export class ControlError extends Error {
@@ -56,6 +61,14 @@ export interface ClientTableView {
   mostRecent(limit?: number): ClientEntry[];
 }
 
+/** The local ntpd over mode 6 (the bridge). Every method throws `ControlError` when ntpd cannot answer. */
+export interface NtpdView {
+  peers(): Promise<NtpdPeersResult>;
+  vars(params: Params<'ntpd.vars'>): Promise<NtpdVarsResult>;
+  mrulist(params: Params<'ntpd.mrulist'>): Promise<NtpdMrulistResult>;
+  sysstats(): Promise<NtpdSysstatsResult>;
+}
+
 export interface DaemonControl {
   readonly events: DaemonEvents;
   /** The status result without the caller's session and without `connections` (the service adds both). */
@@ -76,6 +89,8 @@ export interface DaemonControl {
   mgmtConfig(): MgmtConfig;
   /** True when `tls.client-ca` is set, so TLS listeners ask for client certificates. */
   clientCaConfigured(): boolean;
+  /** The ntpd at `ntpd.address`. */
+  ntpd(): NtpdView;
 }
 
 /** `2025-01-02T03:04:05.678901Z` from Unix microseconds. */

@@ -524,6 +524,37 @@ export class MgmtService implements Service {
         const wasSubscribed = this.#unsubscribe(session);
         return { result: { wasSubscribed } };
       }
+      case 'ntpd.peers':
+        return this.#backend(() => control.ntpd().peers());
+      case 'ntpd.vars':
+        return this.#backend(() => control.ntpd().vars(params as Params<'ntpd.vars'>));
+      case 'ntpd.mrulist':
+        return this.#backend(() => control.ntpd().mrulist(params as Params<'ntpd.mrulist'>));
+      case 'ntpd.sysstats':
+        return this.#backend(() => control.ntpd().sysstats());
+    }
+  }
+
+  /** A read from another daemon: its failures are documented errors (backend unavailable, invalid params). */
+  async #backend(run: () => Promise<unknown>): Promise<Result> {
+    try {
+      return { result: await run() };
+    } catch (error) {
+      if (!(error instanceof ControlError)) throw error;
+      return { error: this.#controlError(error) };
+    }
+  }
+
+  #controlError(error: ControlError): RpcError {
+    switch (error.code) {
+      case 'CONFLICT':
+        return rpcError(RpcErrorCode.CONFLICT, error.message, undefined, error.data);
+      case 'CONFIG_INVALID':
+        return rpcError(RpcErrorCode.CONFIG_INVALID, error.message, undefined, error.data);
+      case 'NOT_FOUND':
+        return rpcError(RpcErrorCode.NOT_FOUND, error.message, undefined, error.data);
+      case 'BACKEND_UNAVAILABLE':
+        return rpcError(RpcErrorCode.BACKEND_UNAVAILABLE, error.message, undefined, error.data);
     }
   }
 
@@ -535,8 +566,7 @@ export class MgmtService implements Service {
     } catch (error) {
       if (!(error instanceof ControlError)) throw error;
       this.#logger.warn({ by: who(session), action, code: error.code }, `management: ${action} failed: ${error.message}`);
-      const code = error.code === 'CONFLICT' ? RpcErrorCode.CONFLICT : error.code === 'CONFIG_INVALID' ? RpcErrorCode.CONFIG_INVALID : RpcErrorCode.BACKEND_UNAVAILABLE;
-      return { error: rpcError(code, error.message, undefined, error.data) };
+      return { error: this.#controlError(error) };
     }
   }
 
