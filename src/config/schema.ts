@@ -80,7 +80,7 @@ export const DEFAULTS = {
   },
   ntpd: { address: '127.0.0.1:123', 'key-id': 0, 'keys-file': '', poll: '4s', grace: '16s', timeout: '1s', retries: 2 },
   chrony: { chronyc: 'chronyc', args: [], poll: '4s', grace: '16s', timeout: '2s' },
-  mgmt: { anonymous: 'none', token: [], 'client-cert': [], 'request-rate': 200, 'request-burst': 50 },
+  mgmt: { anonymous: 'none', token: [], 'client-cert': [], 'request-rate': 100, 'request-burst': 50 },
 } as const;
 
 /** NTP short format (root delay, dispersion) tops out just below 65536 s. */

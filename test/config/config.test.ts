@@ -99,7 +99,7 @@ const EXPECTED_DEFAULTS: Config = {
   },
   ntpd: { address: v4('127.0.0.1', 123), keyId: null, keysFile: null, pollMs: 4000, graceMs: 16_000, timeoutMs: 1000, retries: 2 },
   chrony: { chronyc: 'chronyc', args: [], pollMs: 4000, graceMs: 16_000, timeoutMs: 2000 },
-  mgmt: { anonymous: 'none', tokens: [], clientCerts: [], requestRate: 200, requestBurst: 50 },
+  mgmt: { anonymous: 'none', tokens: [], clientCerts: [], requestRate: 100, requestBurst: 50 },
 };
 
 describe('defaults', () => {
@@ -229,7 +229,7 @@ describe('availability', () => {
     const text = `[tls]\nclient-ca = "/etc/ca.pem"\n[ntpd]\naddress = "[::1]:123"\n[mgmt]\nanonymous = "monitor"\n[[mgmt.token]]\nname = "a"\nrole = "admin"\nsha256 = "${hash}"\n`;
     const config = loaded(loadConfigText(text, 't'));
     assert.deepEqual(config.ntpd, { ...EXPECTED_DEFAULTS.ntpd, address: v6('::1', 123) });
-    assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }], clientCerts: [], requestRate: 200, requestBurst: 50 });
+    assert.deepEqual(config.mgmt, { anonymous: 'monitor', tokens: [{ name: 'a', role: 'admin', sha256: hash }], clientCerts: [], requestRate: 100, requestBurst: 50 });
     assert.equal(config.tls.clientCa, '/etc/ca.pem');
   });
 });
