@@ -20,25 +20,13 @@ import {
   statsCounters,
 } from '../../src/cli/mgmt-format.js';
 import { MgmtError } from '../../src/client/mgmt.js';
-import { runCli, runInProcess, type CliRun } from '../helpers/cli.js';
+import { assertUsage, assertFailure, runCli, runInProcess, type CliRun } from '../helpers/cli.js';
 import { CLIENTS, FUTURE_EVENT, KEY_ROTATED_EVENT, KEYS, RELOADED, ROTATED, STATS, STATUS, startFakeTls, startFakeUnix, type FakeMgmt } from '../helpers/mgmt-fake.js';
 import { makeTestCa, type TestCa } from '../interop/peers.js';
 
 const inProcess = (...args: string[]): Promise<CliRun> => runInProcess((io) => main(args, io));
 
-/** Exit 1, exactly one `ntptsc: ...` line on stderr. */
-function assertFailure(run: CliRun, reason: RegExp): void {
-  assert.equal(run.code, 1, run.stderr);
-  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
-  assert.match(run.stderr, reason);
-}
 
-function assertUsage(run: CliRun, reason: RegExp): void {
-  assert.equal(run.code, 2, `${run.stdout}${run.stderr}`);
-  assert.equal(run.stdout, '');
-  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
-  assert.match(run.stderr, reason);
-}
 
 describe('mgmt-format.ts', () => {
   test('tables align columns, numbers to the right', () => {

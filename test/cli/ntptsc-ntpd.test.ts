@@ -28,7 +28,7 @@ import {
 import { MgmtError } from '../../src/client/mgmt.js';
 import { rpcError, RpcErrorCode } from '../../src/proto/mgmt/jsonrpc.js';
 import type { NtpdMrulistResult, NtpdPeersResult, NtpdSysstatsResult, NtpdVarsResult } from '../../src/proto/mgmt/types.js';
-import { runCli, runInProcess, type CliRun } from '../helpers/cli.js';
+import { assertUsage, assertFailure, runCli, runInProcess, type CliRun } from '../helpers/cli.js';
 import { startFakeTls, startFakeUnix, type FakeMgmt } from '../helpers/mgmt-fake.js';
 import { makeTestCa, type TestCa } from '../interop/peers.js';
 
@@ -154,20 +154,7 @@ const NO_ASSOC = rpcError(RpcErrorCode.NOT_FOUND, 'ntpd at 127.0.0.1:123 has no 
 
 const inProcess = (...args: string[]): Promise<CliRun> => runInProcess((io) => main(args, io));
 
-/** Exit 1, exactly one `ntptsc: ...` line on stderr. */
-function assertFailure(run: CliRun, reason: RegExp): void {
-  assert.equal(run.code, 1, run.stderr);
-  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
-  assert.match(run.stderr, reason);
-}
 
-/** Exit 2, nothing on stdout, one `ntptsc: ...` line on stderr. */
-function assertUsage(run: CliRun, reason: RegExp): void {
-  assert.equal(run.code, 2, `${run.stdout}${run.stderr}`);
-  assert.equal(run.stdout, '');
-  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
-  assert.match(run.stderr, reason);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pure

@@ -21,7 +21,7 @@ import {
 } from '../../src/cli/format.js';
 import { aeadById, type AeadAlgorithm } from '../../src/crypto/aead.js';
 import type { NtsKeResult } from '../../src/client/ntske.js';
-import { runCli, runInProcess, type CliRun } from '../helpers/cli.js';
+import { assertFailure, runCli, runInProcess, type CliRun } from '../helpers/cli.js';
 import { freeTcpPort, freeUdpPort, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { makeTestCa } from '../interop/peers.js';
 
@@ -42,12 +42,6 @@ function rows(text: string): Map<string, string> {
   return out;
 }
 
-/** Exit 1, exactly one `ntptsc: ...` line on stderr. */
-function assertFailure(run: CliRun, reason: RegExp): void {
-  assert.equal(run.code, 1, run.stderr);
-  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
-  assert.match(run.stderr, reason);
-}
 
 describe('format.ts: argument values', () => {
   test('HOST[:PORT] with names, IPv4, bracketed and bare IPv6', () => {

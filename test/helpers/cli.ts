@@ -2,6 +2,7 @@
  * Runs the command-line programs of src/cli the way a user does (`node --import tsx src/cli/NAME.ts ARGS…`,
  * from the repository root) and collects what they print.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -38,4 +39,19 @@ export async function runInProcess(main: (io: CapturedIo) => Promise<number>): P
   let stderr = '';
   const code = await main({ stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
   return { code, stdout, stderr };
+}
+
+/** Exit 1 and exactly one `ntptsc: ...` line on stderr, matching `reason`. */
+export function assertFailure(run: CliRun, reason: RegExp): void {
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
+  assert.match(run.stderr, reason);
+}
+
+/** Exit 2 (usage), nothing on stdout, one `ntptsc: ...` line on stderr matching `reason`. */
+export function assertUsage(run: CliRun, reason: RegExp): void {
+  assert.equal(run.code, 2, `${run.stdout}${run.stderr}`);
+  assert.equal(run.stdout, '');
+  assert.match(run.stderr, /^ntptsc: [^\n]+\n$/);
+  assert.match(run.stderr, reason);
 }
