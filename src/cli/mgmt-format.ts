@@ -270,7 +270,7 @@ export function formatStatusWord(status: number): string {
   return `0x${(status & 0xffff).toString(16).padStart(4, '0')}`;
 }
 
-/** `assoc N, status 0xXXXX`, then `name=value` in ntpd's order (a flag without a value: just its name). */
+/** `assoc N, status 0x0615`, then `name=value` in ntpd's order (a flag without a value: just its name). */
 export function formatNtpdVars(r: NtpdVarsResult): string {
   const lines = [`assoc ${r.assoc}, status ${formatStatusWord(r.status)}`];
   for (const [name, value] of Object.entries(r.variables)) lines.push(value === null ? printable(name) : `${printable(name)}=${printable(value)}`);
