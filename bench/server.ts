@@ -7,8 +7,8 @@
  *   ntp    plain NTP requests/s (48-byte client packets, several outstanding on each of a few UDP sockets);
  *   nts    NTS-protected NTP requests/s (cookies from one NTS-KE per client; each request spends one cookie and
  *          gets one back; responses verified with openNtsResponse, every one by default; --nts-sessions N spreads
- *          the requests round robin over N NTS-KE sessions instead of one per socket: ntptsd caches per-session
- *          AEAD state for NTS_SESSION_CACHE_DEFAULT (1024) sessions, so N above that shows the all-miss cost);
+ *          the requests round robin over N NTS-KE sessions instead of one per socket (ntptsd keeps no
+ *          per-session state, so this checks that many distinct sessions cost what one does);
  *   ntske  NTS-KE exchanges/s (full TLS 1.3 handshakes, ALPN ntske/1, a few at once, certificate verified).
  * For each, the rate and the server's CPU time per operation: utime + stime from /proc of the server's whole
  * process group (chronyd's NTS-KE helper included) over the measured window, taken by the generator, which runs
