@@ -20,6 +20,7 @@ import { NtpResponder, type TimeQuality } from '../../src/proto/ntp/server.js';
 import { buildNtsRequest, openNtsResponse } from '../../src/proto/nts/client.js';
 import { COOKIE_NONCE_LENGTH, sealCookie } from '../../src/proto/nts/cookie.js';
 import { NTS_NONCE_LENGTH } from '../../src/proto/nts/extension-fields.js';
+import { clientHeader } from '../../test/helpers/nts-client.js';
 
 const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
@@ -36,24 +37,8 @@ const only = arg('only', 'all');
 const START = 1_750_000_000_123_456;
 const QUALITY: TimeQuality = { leap: 'none', stratum: 2, refid: 0xc000_0201, precision: -20, rootDelayMicros: 1500, rootDispersionMicros: 250_000, referenceTimeMicros: START - 64e6 };
 
-function clientHeader(i: number): NtpHeader {
-  const zero = { seconds: 0, fraction: 0 };
-  return {
-    leap: 0,
-    version: 4,
-    mode: 3,
-    stratum: 0,
-    poll: 6,
-    precision: -24,
-    rootDelay: 0,
-    rootDispersion: 0,
-    referenceId: 0,
-    referenceTimestamp: zero,
-    originTimestamp: zero,
-    receiveTimestamp: zero,
-    transmitTimestamp: { seconds: 0xeb12_3456, fraction: (0x89ab_cdef + i) >>> 0 },
-  };
-}
+/** Client request header number `i`: a distinct transmit timestamp per request. */
+const requestHeader = (i: number): NtpHeader => clientHeader({ seconds: 0xeb12_3456, fraction: (0x89ab_cdef + i) >>> 0 });
 
 const ring = KeyRing.create(START, random);
 const clients = new ClientTable({ capacity: 4096, rateLimit: { enabled: false, intervalMicros: 1e6, burst: 1, kod: true } });
@@ -82,7 +67,7 @@ function ntsRequests(placeholders: number): { requests: Prepared[]; check: (i: n
     const keys = { aead: AEAD_AES_SIV_CMAC_256, c2s: random(32), s2c: random(32) };
     const cookie = sealCookie(ring, keys, random(COOKIE_NONCE_LENGTH));
     const uid = random(32);
-    const bytes = buildNtsRequest({ header: clientHeader(i), uniqueIdentifier: uid, cookie, placeholders, c2s: createAead(AEAD_AES_SIV_CMAC_256, keys.c2s), nonce: random(NTS_NONCE_LENGTH) });
+    const bytes = buildNtsRequest({ header: requestHeader(i), uniqueIdentifier: uid, cookie, placeholders, c2s: createAead(AEAD_AES_SIV_CMAC_256, keys.c2s), nonce: random(NTS_NONCE_LENGTH) });
     requests.push({ bytes, address: `10.0.${(i >> 8) & 0xff}.${i & 0xff}` });
     s2cs.push(createAead(AEAD_AES_SIV_CMAC_256, keys.s2c));
     uids.push(uid);
@@ -96,7 +81,7 @@ function ntsRequests(placeholders: number): { requests: Prepared[]; check: (i: n
 
 function plainRequests(): Prepared[] {
   const out: Prepared[] = [];
-  for (let i = 0; i < sessions; i++) out.push({ bytes: new Uint8Array(encodeNtpHeader(clientHeader(i))), address: `10.1.${(i >> 8) & 0xff}.${i & 0xff}` });
+  for (let i = 0; i < sessions; i++) out.push({ bytes: new Uint8Array(encodeNtpHeader(requestHeader(i))), address: `10.1.${(i >> 8) & 0xff}.${i & 0xff}` });
   return out;
 }
 

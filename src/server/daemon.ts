@@ -97,18 +97,13 @@ export function ntsSettings(config: Config): NtsKeServerSettings {
   };
 }
 
-/** Printable refid of a served quality: 1-4 ASCII characters at stratum 0-1 and for kiss codes, else IPv4. */
-function refidText(quality: TimeQuality): string {
-  return renderRefId(quality.refid, quality.stratum);
-}
-
 /** `status.time` and the `source-changed` event: what the NTP service tells its clients now. */
 function timeStatus(kind: string, quality: TimeQuality): TimeStatus {
   return {
     source: kind,
     synchronized: quality.stratum < 16 && quality.leap !== 'unsynchronized',
     stratum: quality.stratum,
-    refid: refidText(quality),
+    refid: renderRefId(quality.refid, quality.stratum),
     leap: quality.leap,
     rootDelay: quality.rootDelayMicros / 1e6,
     rootDispersion: quality.rootDispersionMicros / 1e6,
@@ -230,7 +225,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       logger,
       clock,
       onChange: (before, after, reason) => {
-        logger.info({ reason, stratum: after.stratum, refid: refidText(after), leap: after.leap }, 'time source changed');
+        logger.info({ reason, stratum: after.stratum, refid: renderRefId(after.refid, after.stratum), leap: after.leap }, 'time source changed');
         events.emitEvent({ kind: 'source-changed', source: source.kind, previous: timeStatus(source.kind, before), current: timeStatus(source.kind, after) });
       },
     }, ntpdKey);

@@ -19,15 +19,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Clock } from '../clock/clock.js';
-import {
-  isTrackingSynchronised,
-  parseChronyTracking,
-  qualityAt,
-  qualityChangedMaterially,
-  servedFromTracking,
-  trackingRefidText,
-  unsynchronisedQuality,
-} from '../proto/chrony/tracking.js';
+import { isTrackingSynchronised, parseChronyTracking, qualityAt, servedFromTracking, trackingRefidText } from '../proto/chrony/tracking.js';
+import { qualityChangedMaterially, unsynchronisedQuality } from '../proto/ntp/quality.js';
 import type { ChronyServed, ChronyTracking } from '../proto/chrony/tracking.js';
 import type { Logger } from '../server/log.js';
 import type { TimeQuality, TimeSource } from './source.js';

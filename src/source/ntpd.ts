@@ -11,8 +11,8 @@
 import type { Clock } from '../clock/clock.js';
 import { Mode6Client, Mode6Error } from '../client/mode6.js';
 import type { SymmetricKey } from '../crypto/symmetric-mac.js';
-import { qualityChangedMaterially } from '../proto/chrony/tracking.js';
-import { NTPD_QUALITY_VARIABLES, ntpdSystemQuality, ntpdUnsynchronisedQuality } from '../proto/ntpd/quality.js';
+import { NTPD_QUALITY_VARIABLES, ntpdSystemQuality } from '../proto/ntpd/quality.js';
+import { qualityChangedMaterially, unsynchronisedQuality } from '../proto/ntp/quality.js';
 import type { Logger } from '../server/log.js';
 import type { TimeQuality, TimeSource } from './source.js';
 
@@ -62,7 +62,7 @@ export class NtpdSource implements TimeSource {
       // As ntpq: only what ntpd refuses unsigned is signed; a signed read resets ntpd's status-word event counts.
       ...(settings.key !== null ? { key: settings.key } : {}),
     });
-    this.#quality = ntpdUnsynchronisedQuality(settings.precision);
+    this.#quality = unsynchronisedQuality(settings.precision);
     this.#firstPoll = this.poll();
   }
 
@@ -155,7 +155,7 @@ export class NtpdSource implements TimeSource {
         this.#graceTimer = null;
         if (this.#failure === null || this.#stopped) return;
         this.#unsyncReason = `ntpd unreadable for ${this.#settings.graceMs} ms: ${this.#failure}`;
-        this.#set(ntpdUnsynchronisedQuality(this.#settings.precision), false, 'INIT', this.#unsyncReason);
+        this.#set(unsynchronisedQuality(this.#settings.precision), false, 'INIT', this.#unsyncReason);
       }, this.#settings.graceMs);
       this.#graceTimer.unref();
     }

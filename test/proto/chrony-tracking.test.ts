@@ -3,16 +3,14 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   CHRONY_REFID_LOCAL,
-  UNSYNCHRONISED_REFID,
   isTrackingSynchronised,
   parseChronyTracking,
   qualityAt,
-  qualityChangedMaterially,
   servedFromTracking,
   trackingRefidText,
   trackingToQuality,
-  unsynchronisedQuality,
 } from '../../src/proto/chrony/tracking.js';
+import { UNSYNCHRONISED_REFID, qualityChangedMaterially, unsynchronisedQuality } from '../../src/proto/ntp/quality.js';
 import type { ChronyTracking } from '../../src/proto/chrony/tracking.js';
 import { refIdFromAscii } from '../../src/proto/ntp/packet.js';
 import type { TimeQuality } from '../../src/proto/ntp/server.js';

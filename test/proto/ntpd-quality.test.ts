@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseVariableList, variablesOf } from '../../src/proto/mode6/variables.js';
-import { NTPD_QUALITY_VARIABLES, ntpdSystemQuality, ntpdUnsynchronisedQuality } from '../../src/proto/ntpd/quality.js';
+import { NTPD_QUALITY_VARIABLES, ntpdSystemQuality } from '../../src/proto/ntpd/quality.js';
+import { unsynchronisedQuality } from '../../src/proto/ntp/quality.js';
 import { refIdFromAscii, refIdFromIPv4 } from '../../src/proto/ntp/packet.js';
 
 const NOW = Date.UTC(2026, 10, 26, 12, 0, 0) * 1000;
@@ -46,7 +47,7 @@ describe('ntpdSystemQuality', () => {
       const r = ntpdSystemQuality(vars(text), NOW, -20);
       assert.ok(r.ok, change);
       assert.equal(r.value.synchronised, false, change);
-      assert.deepEqual(r.value.quality, ntpdUnsynchronisedQuality(-24), change);
+      assert.deepEqual(r.value.quality, unsynchronisedQuality(-24), change);
     }
   });
 

@@ -26,7 +26,8 @@
 
 import { decodeError, ok } from '../errors.js';
 import type { Result } from '../errors.js';
-import { NTP_STRATUM_UNSYNCHRONIZED, refIdFromAscii, renderRefId } from '../ntp/packet.js';
+import { NTP_STRATUM_UNSYNCHRONIZED, renderRefId } from '../ntp/packet.js';
+import { unsynchronisedQuality } from '../ntp/quality.js';
 import type { LeapIndicator, TimeQuality } from '../ntp/server.js';
 
 export type ChronyLeapStatus = 'normal' | 'insert' | 'delete' | 'unsynchronised';
@@ -58,11 +59,6 @@ export interface ChronyTracking {
 export const CHRONY_REFID_LOCAL = 0x7f7f0101;
 /** chronyd's `maxclockerror` default: the clock's own drift bound, part of its dispersion growth. */
 export const CHRONY_MAX_CLOCK_ERROR_PPM = 1;
-/**
- * Refid while unsynchronised: "INIT" is what ntpd sends until it first synchronises (RFC 5905 §7.4 lists it);
- * clients act on leap 3 / stratum 16 and only show this.
- */
-export const UNSYNCHRONISED_REFID = refIdFromAscii('INIT');
 
 const FIELD_COUNT = 14;
 const MAX_TEXT_LENGTH = 4096;
@@ -159,19 +155,6 @@ export function trackingRefidText(t: ChronyTracking): string {
   return t.name !== '' ? t.name : renderRefId(t.refid, t.stratum);
 }
 
-/** What we serve while we cannot vouch for the time: chronyd's own unsynchronised values (1 s delay and dispersion). */
-export function unsynchronisedQuality(precision: number): TimeQuality {
-  return {
-    leap: 'unsynchronized',
-    stratum: NTP_STRATUM_UNSYNCHRONIZED,
-    refid: UNSYNCHRONISED_REFID,
-    precision,
-    rootDelayMicros: 1_000_000,
-    rootDispersionMicros: 1_000_000,
-    referenceTimeMicros: 0,
-  };
-}
-
 /** A tracking report turned into served quality, plus what it takes to bring it forward to a later instant. */
 export interface ChronyServed {
   readonly synchronised: boolean;
@@ -235,13 +218,4 @@ export function qualityAt(served: ChronyServed, nowMicros: number, out?: TimeQua
 /** The quality chronyd's report stands for at `nowMicros` (the report taken at that instant). */
 export function trackingToQuality(t: ChronyTracking, nowMicros: number, precision: number): TimeQuality {
   return qualityAt(servedFromTracking(t, { precision, atMicros: nowMicros }), nowMicros);
-}
-
-/** A change clients act on: synchronisation, stratum, refid or leap; not the delay/dispersion that move every poll. */
-export function qualityChangedMaterially(before: TimeQuality, after: TimeQuality): boolean {
-  const unsyncBefore = before.leap === 'unsynchronized' || before.stratum >= NTP_STRATUM_UNSYNCHRONIZED;
-  const unsyncAfter = after.leap === 'unsynchronized' || after.stratum >= NTP_STRATUM_UNSYNCHRONIZED;
-  if (unsyncBefore !== unsyncAfter) return true;
-  if (unsyncAfter) return false;
-  return before.stratum !== after.stratum || before.refid !== after.refid || before.leap !== after.leap;
 }

@@ -10,6 +10,7 @@ import { fail, ok, DecodeError, type Result } from '../errors.js';
 import type { Mode6Variables } from '../mode6/variables.js';
 import { variableInteger, variableNumber, variableTimestamp } from '../mode6/variables.js';
 import { NTP_STRATUM_UNSYNCHRONIZED, refIdFromAscii, refIdFromIPv4, renderRefId } from '../ntp/packet.js';
+import { unsynchronisedQuality } from '../ntp/quality.js';
 import type { LeapIndicator, TimeQuality } from '../ntp/server.js';
 import { isZeroNtpTimestamp, ntpTimestampToUnixMicros } from '../ntp/timestamp.js';
 
@@ -53,19 +54,6 @@ function refidOf(text: string | null | undefined): { refid: number; text: string
   return { refid: refIdFromAscii(bare), text: bare };
 }
 
-/** Served when ntpd cannot be read or says it is not synchronised (RFC 5905 §7.3: leap 3, stratum 16). */
-export function ntpdUnsynchronisedQuality(precision: number): TimeQuality {
-  return {
-    leap: 'unsynchronized',
-    stratum: NTP_STRATUM_UNSYNCHRONIZED,
-    refid: refIdFromAscii('INIT'),
-    precision,
-    rootDelayMicros: 1_000_000,
-    rootDispersionMicros: 1_000_000,
-    referenceTimeMicros: 0,
-  };
-}
-
 /**
  * The quality to serve from ntpd's system variables; an error names the first variable that is missing or
  * unreadable. `fallbackPrecision` is used when ntpd does not send `precision`.
@@ -78,7 +66,7 @@ export function ntpdSystemQuality(variables: Mode6Variables, nowMicros: number, 
   const precision = variableInteger(variables.get('precision')) ?? fallbackPrecision;
   if (precision < -128 || precision > 127) return problem('NTPD_BAD_PRECISION', `precision: ${precision} is out of range`);
   const unsynchronised = leap === 'unsynchronized' || stratum === 0 || stratum >= NTP_STRATUM_UNSYNCHRONIZED;
-  if (unsynchronised) return ok({ synchronised: false, quality: ntpdUnsynchronisedQuality(precision), refidText: 'INIT' });
+  if (unsynchronised) return ok({ synchronised: false, quality: unsynchronisedQuality(precision), refidText: 'INIT' });
 
   const rootDelayMs = variableNumber(variables.get('rootdelay'));
   if (rootDelayMs === undefined || rootDelayMs < 0) return problem('NTPD_BAD_ROOT_DELAY', `rootdelay: ${JSON.stringify(variables.get('rootdelay') ?? 'missing')} is not a delay in ms`);
