@@ -104,7 +104,30 @@ export function check(config: Config): ConfigProblem[] {
     report('mgmt.client-cert', 'maps client certificates to roles, but tls.client-ca is not set, so no client certificate is ever requested');
   }
 
+  config.eks.tokens.forEach((token, i) => {
+    const sameName = config.eks.tokens.findIndex((t) => t.name === token.name);
+    if (sameName < i) report(`eks.token[${i}].name`, `duplicate token name "${token.name}" (also eks.token[${sameName}])`);
+    const sameHash = config.eks.tokens.findIndex((t) => t.sha256 === token.sha256);
+    if (sameHash < i) report(`eks.token[${i}].sha256`, `same token as eks.token[${sameHash}]`);
+  });
+  if (config.eks.access === 'token' && config.eks.tokens.length === 0 && servedBy('eks') >= 0) {
+    report('eks.token', `eks.access = "token" but no [[eks.token]] is configured, so listener[${servedBy('eks')}] could never issue a key`);
+  }
+  // docs/eks.md §4: a key must outlive the rotation it was issued before, and its generation must still be in the ring when it expires.
+  const { keyRotationMs, keysKept } = config.nts;
+  if (config.eks.keyLifetimeMs <= keyRotationMs) {
+    report('eks.key-lifetime', `${formatMs(config.eks.keyLifetimeMs)} must be longer than nts.key-rotation (${formatMs(keyRotationMs)}): a key issued just before a rotation would expire at once`);
+  } else if (config.eks.keyLifetimeMs > (keysKept + 1) * keyRotationMs) {
+    report('eks.key-lifetime', `${formatMs(config.eks.keyLifetimeMs)} is longer than the key ring keeps a generation ((nts.keys-kept + 1) x nts.key-rotation = ${formatMs((keysKept + 1) * keyRotationMs)})`);
+  }
+
   return problems;
+}
+
+/** A duration for messages, in the largest unit that divides it. */
+function formatMs(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
 }
 
 function checkListener(

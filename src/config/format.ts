@@ -19,7 +19,7 @@ function listenerToToml(l: ListenerConfig): Record<string, unknown> {
 
 /** The file-form document (plain objects), in the order of docs/configuration.md. */
 export function configToToml(config: Config): Record<string, unknown> {
-  const { daemon, tls, ntp, time, nts, ntpd, chrony, mgmt } = config;
+  const { daemon, tls, ntp, time, nts, ntpd, chrony, mgmt, eks } = config;
   return {
     daemon: { 'state-dir': daemon.stateDir, user: daemon.user ?? '', 'log-level': daemon.logLevel, 'log-format': daemon.logFormat },
     tls: { certificate: tls.certificate ?? '', 'private-key': tls.privateKey ?? '', 'client-ca': tls.clientCa ?? '' },
@@ -76,6 +76,16 @@ export function configToToml(config: Config): Record<string, unknown> {
       'request-burst': mgmt.requestBurst,
       token: mgmt.tokens.map((t) => ({ name: t.name, role: t.role, sha256: t.sha256 })),
       'client-cert': mgmt.clientCerts.map((c) => ({ 'common-name': c.commonName, role: c.role })),
+    },
+    eks: {
+      access: eks.access,
+      'key-lifetime': formatDuration(eks.keyLifetimeMs),
+      'key-id-range': [eks.keyIdFirst, eks.keyIdLast],
+      'issue-burst': eks.issueBurst,
+      'issue-interval': formatDuration(eks.issueIntervalMs),
+      'ntp-server': eks.ntpServer ?? '',
+      'ntp-port': eks.ntpPort,
+      token: eks.tokens.map((t) => ({ name: t.name, sha256: t.sha256 })),
     },
   };
 }

@@ -11,6 +11,7 @@ import { isAbsolute, join, normalize } from 'node:path';
 import { z } from 'zod';
 import {
   AEAD_NAMES,
+  EKS_ACCESS,
   ANONYMOUS_ROLES,
   AVAILABLE_SERVICES,
   AVAILABLE_TIME_SOURCES,
@@ -63,9 +64,8 @@ export const DEFAULTS = {
     'root-dispersion': '0s',
     leap: 'none',
   },
-  // Only available services (types.ts). The design's other default returns with its service: "eks" on the first listener.
   listener: [
-    { address: '[::]:4460', services: ['nts-ke'], 'default-service': 'nts-ke' },
+    { address: '[::]:4460', services: ['nts-ke', 'eks'], 'default-service': 'nts-ke' },
     { address: '127.0.0.1:4461', services: ['mgmt'] },
     { path: 'ntptsd.sock', services: ['mgmt'] },
     { address: '127.0.0.1:9975', services: ['metrics'] },
@@ -81,6 +81,16 @@ export const DEFAULTS = {
   ntpd: { address: '127.0.0.1:123', 'key-id': 0, 'keys-file': '', poll: '4s', grace: '16s', timeout: '1s', retries: 2 },
   chrony: { chronyc: 'chronyc', args: [], poll: '4s', grace: '16s', timeout: '2s' },
   mgmt: { anonymous: 'none', token: [], 'client-cert': [], 'request-rate': 100, 'request-burst': 50 },
+  eks: {
+    access: 'anonymous',
+    token: [],
+    'key-lifetime': '2d',
+    'key-id-range': [32768, 65535],
+    'issue-burst': 5,
+    'issue-interval': '1m',
+    'ntp-server': '',
+    'ntp-port': 123,
+  },
 } as const;
 
 /** NTP short format (root delay, dispersion) tops out just below 65536 s. */
@@ -408,6 +418,38 @@ const mgmtSchema = table({
   requestBurst: r['request-burst'],
 }));
 
+const eksTokenSchema = table({
+  name: tokenName(),
+  sha256: sha256Hex(),
+}).transform((r) => ({ name: r.name, sha256: r.sha256 }));
+
+const E = DEFAULTS.eks;
+/** docs/eks.md §3: ephemeral key ids are the top half of the 16-bit key ids ntpd and NTPsec accept. */
+const keyIdRange = () =>
+  z.tuple([int(32768, 65535), int(32768, 65535)], { error: (iss) => (iss.input === undefined ? undefined : 'must be [first, last] key ids within 32768..65535') }).superRefine(([first, last], ctx) => {
+    if (first > last) ctx.addIssue({ code: 'custom', message: `first key id ${first} is above the last one ${last}` });
+  });
+const eksSchema = table({
+  access: oneOf('EKS access policy', EKS_ACCESS).prefault(E.access),
+  token: arrayOfTables(eksTokenSchema, 'eks.token').prefault([]),
+  'key-lifetime': duration().prefault(E['key-lifetime']),
+  'key-id-range': keyIdRange().prefault([...E['key-id-range']]),
+  'issue-burst': int(1, MAX_COUNT).prefault(E['issue-burst']),
+  'issue-interval': duration().prefault(E['issue-interval']),
+  'ntp-server': ntpServerName().prefault(E['ntp-server']),
+  'ntp-port': int(1, 65535).prefault(E['ntp-port']),
+}).transform((r) => ({
+  access: r.access,
+  tokens: r.token,
+  keyLifetimeMs: r['key-lifetime'],
+  keyIdFirst: r['key-id-range'][0],
+  keyIdLast: r['key-id-range'][1],
+  issueBurst: r['issue-burst'],
+  issueIntervalMs: r['issue-interval'],
+  ntpServer: r['ntp-server'],
+  ntpPort: r['ntp-port'],
+}));
+
 /** The whole file. Parse with `{ error: errorMap }`. */
 export const configSchema = table({
   daemon: daemonSchema.prefault({}),
@@ -419,6 +461,7 @@ export const configSchema = table({
   ntpd: ntpdSchema.prefault({}),
   chrony: chronySchema.prefault({}),
   mgmt: mgmtSchema.prefault({}),
+  eks: eksSchema.prefault({}),
 }).transform(
   (r): Config => ({
     daemon: r.daemon,
@@ -433,5 +476,6 @@ export const configSchema = table({
     ntpd: r.ntpd,
     chrony: r.chrony,
     mgmt: r.mgmt,
+    eks: r.eks,
   }),
 );

@@ -29,7 +29,7 @@ export type TimeSourceKind = (typeof TIME_SOURCES)[number];
  */
 
 /** Services this version serves; grows as capabilities land. */
-export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'mgmt', 'metrics'];
+export const AVAILABLE_SERVICES: readonly ServiceName[] = ['nts-ke', 'mgmt', 'metrics', 'eks'];
 
 /** Time sources this version runs; grows as capabilities land. */
 export const AVAILABLE_TIME_SOURCES: readonly TimeSourceKind[] = ['static', 'ntpd', 'chrony'];
@@ -191,6 +191,34 @@ export interface MgmtConfig {
   readonly requestBurst: number;
 }
 
+export const EKS_ACCESS = ['anonymous', 'token'] as const;
+export type EksAccess = (typeof EKS_ACCESS)[number];
+
+/** `[[eks.token]]`: a token that may fetch ephemeral keys (docs/eks.md §6). */
+export interface EksToken {
+  readonly name: string;
+  /** Lower-case hex SHA-256 of the token. */
+  readonly sha256: string;
+}
+
+/** `[eks]`: the ephemeral key service (docs/eks.md). */
+export interface EksConfig {
+  readonly access: EksAccess;
+  readonly tokens: readonly EksToken[];
+  /** From the creation of the key ring generation a key is issued under to its expiry. */
+  readonly keyLifetimeMs: number;
+  /** Key ids this node allocates, within 32768..65535. */
+  readonly keyIdFirst: number;
+  readonly keyIdLast: number;
+  /** Per source address: keys issued at once, then one every `issueIntervalMs`. */
+  readonly issueBurst: number;
+  readonly issueIntervalMs: number;
+  /** Sent in the NTP Server record; `null`: none (clients use the EKS host). */
+  readonly ntpServer: string | null;
+  /** Sent in the NTP Port record when it differs from 123. */
+  readonly ntpPort: number;
+}
+
 export interface Config {
   readonly daemon: DaemonConfig;
   readonly tls: TlsConfig;
@@ -202,6 +230,7 @@ export interface Config {
   readonly ntpd: NtpdConfig;
   readonly chrony: ChronyConfig;
   readonly mgmt: MgmtConfig;
+  readonly eks: EksConfig;
 }
 
 /** One problem found in a config file. `path` uses the file's key names (`listener[1].services[0]`); empty when the problem is the whole file. */

@@ -24,6 +24,12 @@ import { KeyRingError, KeyRingStore } from './keyring-store.js';
 import { ListenerSet, formatSocketAddress, type ListenerSpec } from './listeners.js';
 import { createLogger, type Logger } from './log.js';
 import { NtpService } from './ntp-service.js';
+import { loadStaticMacKeys } from './ntp-keys.js';
+import { EphemeralKeys } from '../crypto/ephemeral-keys.js';
+import { StaticAndEphemeralKeys } from '../proto/ntp/mac-keys.js';
+import type { PreparedMac } from '../crypto/symmetric-mac.js';
+import { EksStore, EKS_STATE_FILE } from './eks-store.js';
+import { EksService } from './services/eks.js';
 import { ServiceRegistry } from './service.js';
 import { RateLimitSampler } from './mgmt/auth.js';
 import { ControlError, DaemonEvents, isoMicros, type DaemonControl } from './mgmt/control.js';
@@ -45,6 +51,8 @@ const EXIT_STARTUP_FAILED = 1;
 
 /** Top-level settings whose changes apply only at the next restart (they are fixed when the daemon starts). */
 const RESTART_ONLY = new Set(['daemon.state-dir', 'daemon.user', 'daemon.log-format', 'ntp', 'time', 'ntpd', 'chrony']);
+/** `ntp.keys-file` is re-read by every reload (its contents may change under the same name); the rest of `[ntp]` needs a restart. */
+const withoutKeysFile = (ntp: Config['ntp']) => ({ ...ntp, keysFile: null });
 
 /** The keys of `configToToml`-like sections that differ between two configs, in file order (`listener[1]`, `nts`, ...). */
 export function changedKeys(before: Config, after: Config): { changed: string[]; restartRequired: string[] } {
@@ -54,10 +62,13 @@ export function changedKeys(before: Config, after: Config): { changed: string[];
   if (before.daemon.user !== after.daemon.user) changed.push('daemon.user');
   if (before.daemon.logLevel !== after.daemon.logLevel) changed.push('daemon.log-level');
   if (before.daemon.logFormat !== after.daemon.logFormat) changed.push('daemon.log-format');
-  for (const key of ['tls', 'ntp', 'time'] as const) if (!same(before[key], after[key])) changed.push(key);
+  if (!same(before.tls, after.tls)) changed.push('tls');
+  if (!same(withoutKeysFile(before.ntp), withoutKeysFile(after.ntp))) changed.push('ntp');
+  if (before.ntp.keysFile !== after.ntp.keysFile) changed.push('ntp.keys-file');
+  if (!same(before.time, after.time)) changed.push('time');
   const listeners = Math.max(before.listeners.length, after.listeners.length);
   for (let i = 0; i < listeners; i++) if (!same(before.listeners[i], after.listeners[i])) changed.push(`listener[${i}]`);
-  for (const key of ['nts', 'ntpd', 'chrony', 'mgmt'] as const) if (!same(before[key], after[key])) changed.push(key);
+  for (const key of ['nts', 'ntpd', 'chrony', 'mgmt', 'eks'] as const) if (!same(before[key], after[key])) changed.push(key);
   return { changed, restartRequired: changed.filter((k) => RESTART_ONLY.has(k) || k.startsWith('listener[')) };
 }
 
@@ -176,7 +187,7 @@ async function dropPrivileges(user: string, stateDir: string, logger: Logger): P
   const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
   await chown(stateDir, uid, gid);
-  for (const file of ['keyring.json', 'cert.pem', 'key.pem']) await chown(`${stateDir}/${file}`, uid, gid).catch(() => undefined);
+  for (const file of ['keyring.json', EKS_STATE_FILE, 'cert.pem', 'key.pem']) await chown(`${stateDir}/${file}`, uid, gid).catch(() => undefined);
   process.setgroups?.([gid]);
   process.setgid?.(gid);
   process.setuid?.(uid);
@@ -240,7 +251,33 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       const suppressed = sampler.sample(address, performance.now());
       if (suppressed !== null) events.emitEvent({ kind: 'client-rate-limited', address, service: 'ntp', suppressed });
     };
-    const ntp = new NtpService({ config: config.ntp, clock, keyRing: () => keyRing.ring, quality: (now) => source.current(now), logger, onRateLimited });
+    // Ephemeral keys (docs/eks.md): verified by every node holding the ring, issued by nodes serving "eks".
+    const eksStore = await EksStore.open({
+      stateDir: config.daemon.stateDir,
+      range: { first: config.eks.keyIdFirst, last: config.eks.keyIdLast },
+      logger,
+      nowMicros: () => clock.nowMicros(),
+      generationInRing: (generation) => keyRing.ring.get(generation) !== undefined,
+    });
+    eksStore.start();
+    cleanups.push(() => eksStore.stop());
+    const ephemeralKeys = new EphemeralKeys({
+      keyRing: () => keyRing.ring,
+      lifetimeMicros: () => config.eks.keyLifetimeMs * 1000,
+      isRevoked: (keyId) => eksStore.table.isRevoked(keyId, clock.nowMicros()),
+    });
+    const macKeysFor = (staticKeys: ReadonlyMap<number, PreparedMac>) => new StaticAndEphemeralKeys({ static: staticKeys, ephemeral: ephemeralKeys });
+    let macKeys = macKeysFor(await loadStaticMacKeys(config.ntp.keysFile));
+    if (config.ntp.keysFile !== null) logger.info({ path: config.ntp.keysFile }, 'loaded the static MAC keys');
+    const ntp = new NtpService({
+      config: config.ntp,
+      clock,
+      keyRing: () => keyRing.ring,
+      quality: (now) => source.current(now),
+      logger,
+      onRateLimited,
+      macKeys: () => macKeys,
+    });
     const ntpBound = await ntp.start();
     cleanups.push(() => ntp.stop());
 
@@ -260,6 +297,10 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       : undefined;
     const ntsKe = new NtsKeService({ settings: ntsSettings(config), keyRing: () => keyRing.ring, onExchange: metrics?.observeExchange });
     const registry = new ServiceRegistry().register(ntsKe);
+    const eks = config.listeners.some((l) => l.services.includes('eks'))
+      ? new EksService({ config: () => config.eks, keys: ephemeralKeys, store: eksStore, nowMicros: () => clock.nowMicros() })
+      : undefined;
+    if (eks) registry.register(eks);
     if (metrics) registry.register(createMetricsService(metrics));
     // The management service sees the daemon only through a `DaemonControl`, attached once everything runs.
     const mgmt = config.listeners.some((l) => l.services.includes('mgmt'))
@@ -274,7 +315,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       logger,
       onListenerError: (listener, code, message) => events.emitEvent({ kind: 'listener-error', listener, code, message }),
     });
-    metrics?.attach({ ntp, ntsKe, listeners, keyRing });
+    metrics?.attach({ ntp, ntsKe, eks, listeners, keyRing });
     const bound = await listeners.start();
     cleanups.push(() => listeners.close({ graceMs: SHUTDOWN_GRACE_MS }));
 
@@ -347,11 +388,20 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
             throw new ControlError('BACKEND_UNAVAILABLE', `cannot load the TLS certificate: ${(error as Error).message}`, { backend: 'config' });
           }
         }
+        let nextMacKeys: StaticAndEphemeralKeys;
+        try {
+          nextMacKeys = macKeysFor(await loadStaticMacKeys(next.ntp.keysFile));
+        } catch (error) {
+          logger.error(`reload refused: ${(error as Error).message}`);
+          throw new ControlError('CONFIG_INVALID', (error as Error).message, { problems: [{ path: 'ntp.keys-file', reason: (error as Error).message }] });
+        }
         const { changed, restartRequired } = changedKeys(config, next);
         if (restartRequired.length > 0) logger.warn({ keys: restartRequired }, 'these changes take effect at the next restart');
         logger.level = next.daemon.logLevel;
         ntsKe.update(ntsSettings(next));
         keyRing.setPolicy({ rotationMicros: next.nts.keyRotationMs * 1000, keysKept: next.nts.keysKept });
+        macKeys = nextMacKeys;
+        eksStore.table.setRange({ first: next.eks.keyIdFirst, last: next.eks.keyIdLast });
         config = next;
         let certificateReloaded = false;
         if (nextMaterial !== undefined) {

@@ -9,6 +9,7 @@ import { randomFillSync } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
 import type { KeyRing } from '../crypto/keyring.js';
 import { ClientTable } from '../proto/ntp/client-table.js';
+import type { MacKeyResolution, MacKeyResolver } from '../proto/ntp/mac-keys.js';
 import { NtpResponder, type TimeQuality } from '../proto/ntp/server.js';
 import type { Cidr, HostPort, NtpConfig } from '../config/index.js';
 import { type Counter, Counters } from './counters.js';
@@ -24,7 +25,7 @@ export class NtpServiceError extends Error {
   }
 }
 
-export type NtpCounterName = 'received' | 'responses' | 'kod' | 'drops' | 'denied' | 'send_errors';
+export type NtpCounterName = 'received' | 'responses' | 'kod' | 'drops' | 'denied' | 'send_errors' | 'mac';
 
 export interface NtpServiceOptions {
   readonly config: NtpConfig;
@@ -34,7 +35,15 @@ export interface NtpServiceOptions {
   readonly logger: Logger;
   /** Called for each request refused by rate limiting (RATE kiss or silent drop); keep it cheap. */
   readonly onRateLimited?: (address: string) => void;
+  /**
+   * The keys request MACs are verified under (docs/eks.md §7), asked per MAC request so that a reload can
+   * swap them (return a new resolver); undefined, or a getter returning undefined, answers every MAC with a
+   * crypto-NAK (`unknown_key`).
+   */
+  readonly macKeys?: () => MacKeyResolver | undefined;
 }
+
+const NO_MAC_KEYS: MacKeyResolution = Object.freeze({ kind: 'refused', reason: 'unknown_key' });
 
 /**
  * Random bytes for nonces and cookies, drawn from a pool refilled in one call: cheaper than randomBytes per
@@ -98,6 +107,7 @@ export class NtpService {
   readonly #drops = new Map<string, Counter>();
   readonly #responses = new Map<string, Counter>();
   readonly #kod = new Map<string, Counter>();
+  readonly #mac = new Map<string, Counter>();
   /** One callback for every send (a closure per datagram is garbage); only failures are counted. */
   readonly #onSent = (error: Error | null): void => {
     if (error) this.#sendErrors.inc();
@@ -115,6 +125,7 @@ export class NtpService {
       keyRing: options.keyRing,
       quality: options.quality,
       random: pooledRandom(),
+      macKeys: macKeysOf(options.macKeys),
     });
     this.#received = this.counters.counter('received');
     this.#denied = this.counters.counter('denied');
@@ -202,6 +213,7 @@ export class NtpService {
       this.#cell(this.#kod, 'kod', decision.kiss).inc();
       if (decision.kiss === 'RATE') this.#options.onRateLimited?.(remote.address);
     } else this.#cell(this.#responses, 'responses', decision.auth).inc();
+    if (decision.mac !== undefined) this.#cell(this.#mac, 'mac', decision.mac.outcome).inc();
     try {
       socket.send(decision.bytes, remote.port, remote.address, this.#onSent);
     } catch {
@@ -209,4 +221,10 @@ export class NtpService {
       this.#sendErrors.inc();
     }
   }
+}
+
+/** The responder's resolver over the swappable getter: each MAC request reads the getter once. */
+function macKeysOf(getter: (() => MacKeyResolver | undefined) | undefined): MacKeyResolver | undefined {
+  if (getter === undefined) return undefined;
+  return { resolve: (keyId, nowMicros) => getter()?.resolve(keyId, nowMicros) ?? NO_MAC_KEYS };
 }

@@ -50,7 +50,7 @@ describe('ntptsd --check (spawned)', { concurrency: true }, () => {
   });
 
   it('a service or time source this version does not ship is refused by --check, not at run time: exit 2', async () => {
-    for (const name of ['services-unavailable', 'time-source-unavailable']) {
+    for (const name of ['time-source-unavailable']) {
       const run = await ntptsd('--check', '-c', join(samples, `invalid/${name}.toml`));
       assert.equal(run.code, 2, name);
       assert.equal(run.stdout, '', name);
@@ -133,22 +133,22 @@ describe('main() (in process)', () => {
     const path = join(tmp, 'bad.toml');
     writeFileSync(path, '[nts]\ncookies = 0\n');
     assert.deepEqual(await run(['-c', path]), { code: 2, stdout: '', stderr: 'nts.cookies: must be between 1 and 8, got 0\n' });
-    writeFileSync(path, '[[listener]]\naddress = "127.0.0.1:4461"\nservices = ["eks"]\n');
+    writeFileSync(path, '[eks]\nkey-lifetime = "12h"\n');
     assert.deepEqual(await run(['-c', path]), {
       code: 2,
       stdout: '',
-      stderr: 'listener[0].services[0]: service "eks" is not available in this version (available: nts-ke, mgmt, metrics)\n',
+      stderr: 'eks.key-lifetime: 12h must be longer than nts.key-rotation (1d): a key issued just before a rotation would expire at once\n',
     });
   });
 
-  it('the built-in defaults serve NTS-KE on [::]:4460 (TLS), management on 127.0.0.1:4461 (TLS) and <state-dir>/ntptsd.sock, metrics on 127.0.0.1:9975 (plain HTTP)', async () => {
+  it('the built-in defaults serve NTS-KE and EKS on [::]:4460 (TLS), management on 127.0.0.1:4461 (TLS) and <state-dir>/ntptsd.sock, metrics on 127.0.0.1:9975 (plain HTTP)', async () => {
     const result = await run(['--check']);
     assert.equal(result.code, 0);
     const config = valid(loadConfigText(result.stdout, 'stdout'));
     assert.deepEqual(
       config.listeners.map((l) => [l.kind === 'tcp' ? formatHostPort(l.address) : l.path, l.services, l.defaultService, l.transport]),
       [
-        ['[::]:4460', ['nts-ke'], 'nts-ke', 'tls'],
+        ['[::]:4460', ['nts-ke', 'eks'], 'nts-ke', 'tls'],
         ['127.0.0.1:4461', ['mgmt'], 'mgmt', 'tls'],
         ['/var/lib/ntptsd/ntptsd.sock', ['mgmt'], 'mgmt', 'plain'],
         ['127.0.0.1:9975', ['metrics'], 'metrics', 'http'],

@@ -82,9 +82,8 @@ const EXPECTED_DEFAULTS: Config = {
     rateLimit: { enabled: true, intervalMs: 2000, burst: 16, kod: true, tableSize: 65536 },
   },
   time: { source: 'static', stratum: 10, refid: 'LOCL', precision: -20, rootDelayMs: 0, rootDispersionMs: 0, leap: 'none' },
-  // Only available services: "eks" joins the first listener when it lands.
   listeners: [
-    { kind: 'tcp', address: v6('::', 4460), services: ['nts-ke'], defaultService: 'nts-ke', transport: 'tls', ...LISTENER_LIMITS },
+    { kind: 'tcp', address: v6('::', 4460), services: ['nts-ke', 'eks'], defaultService: 'nts-ke', transport: 'tls', ...LISTENER_LIMITS },
     { kind: 'tcp', address: v4('127.0.0.1', 4461), services: ['mgmt'], defaultService: 'mgmt', transport: 'tls', ...LISTENER_LIMITS },
     { kind: 'unix', path: '/var/lib/ntptsd/ntptsd.sock', mode: 0o660, services: ['mgmt'], defaultService: 'mgmt', transport: 'plain', ...LISTENER_LIMITS },
     { kind: 'tcp', address: v4('127.0.0.1', 9975), services: ['metrics'], defaultService: 'metrics', transport: 'http', ...LISTENER_LIMITS },
@@ -100,6 +99,17 @@ const EXPECTED_DEFAULTS: Config = {
   ntpd: { address: v4('127.0.0.1', 123), keyId: null, keysFile: null, pollMs: 4000, graceMs: 16_000, timeoutMs: 1000, retries: 2 },
   chrony: { chronyc: 'chronyc', args: [], pollMs: 4000, graceMs: 16_000, timeoutMs: 2000 },
   mgmt: { anonymous: 'none', tokens: [], clientCerts: [], requestRate: 100, requestBurst: 50 },
+  eks: {
+    access: 'anonymous',
+    tokens: [],
+    keyLifetimeMs: 2 * 86_400_000,
+    keyIdFirst: 32768,
+    keyIdLast: 65535,
+    issueBurst: 5,
+    issueIntervalMs: 60_000,
+    ntpServer: null,
+    ntpPort: 123,
+  },
 };
 
 describe('defaults', () => {
@@ -171,8 +181,8 @@ describe('availability', () => {
   const unavailableServices = SERVICE_NAMES.filter((s) => !AVAILABLE_SERVICES.includes(s));
   const unavailableSources = TIME_SOURCES.filter((s) => !AVAILABLE_TIME_SOURCES.includes(s));
 
-  it('this version ships "nts-ke", "mgmt", "metrics" and the "static", "ntpd" and "chrony" time sources', () => {
-    assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke', 'mgmt', 'metrics']);
+  it('this version ships "nts-ke", "mgmt", "metrics", "eks" and the "static", "ntpd" and "chrony" time sources', () => {
+    assert.deepEqual(AVAILABLE_SERVICES, ['nts-ke', 'mgmt', 'metrics', 'eks']);
     assert.deepEqual(AVAILABLE_TIME_SOURCES, ['static', 'ntpd', 'chrony']);
     assert.ok(AVAILABLE_SERVICES.every((s) => SERVICE_NAMES.includes(s)));
     assert.ok(AVAILABLE_TIME_SOURCES.every((s) => TIME_SOURCES.includes(s)));
@@ -220,7 +230,7 @@ describe('availability', () => {
     assert.deepEqual(problems('[time]\nsource = "chronyd"\n'), ['time.source: unknown time source "chronyd" (did you mean "chrony"?)']);
     assert.deepEqual(problems('[time]\nsource = "gps"\n'), ['time.source: unknown time source "gps" (expected one of: static, ntpd, chrony)']);
     assert.deepEqual(problems('[[listener]]\naddress = "127.0.0.1:0"\nservices = ["ntp"]\n'), [
-      'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke, mgmt, metrics)',
+      'listener[0].services[0]: unknown service "ntp" (expected one of: nts-ke, mgmt, metrics, eks)',
     ]);
   });
 
@@ -767,6 +777,17 @@ describe('valid samples (test/config/valid)', () => {
         ],
         requestRate: 1000,
         requestBurst: 20,
+      },
+      eks: {
+        access: 'token',
+        tokens: [{ name: 'routers', sha256: '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae' }],
+        keyLifetimeMs: 3 * 86_400_000,
+        keyIdFirst: 40000,
+        keyIdLast: 49999,
+        issueBurst: 2,
+        issueIntervalMs: 600_000,
+        ntpServer: 'time.example.net',
+        ntpPort: 1123,
       },
     };
     assert.deepEqual(config, expected);

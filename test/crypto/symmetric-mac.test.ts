@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { computeSymmetricMac, SYMMETRIC_MAC_DIGEST_LENGTH, verifySymmetricMac, type SymmetricMacAlgorithm } from '../../src/crypto/symmetric-mac.js';
+import { computeSymmetricMac, PreparedMac, SYMMETRIC_MAC_DIGEST_LENGTH, verifySymmetricMac, type SymmetricMacAlgorithm } from '../../src/crypto/symmetric-mac.js';
 import { UsageError } from '../../src/proto/errors.js';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
@@ -100,4 +100,73 @@ test('property: every algorithm matches an independent computation, for any key 
     ),
     { numRuns: 300 },
   );
+});
+
+// --- PreparedMac ------------------------------------------------------------------------------------------------
+
+test('PreparedMac: RFC 4493 §4 AES-CMAC examples 1-4 (the RFC 8573 NTP MAC), the same instance for all', () => {
+  const mac = new PreparedMac({ keyId: 7, algorithm: 'AES128CMAC', key: hex('2b7e1516 28aed2a6 abf71588 09cf4f3c') });
+  assert.equal(mac.keyId, 7);
+  assert.equal(mac.algorithm, 'AES128CMAC');
+  assert.equal(mac.digestLength, 16);
+  const message = hex(`6bc1bee2 2e409f96 e93d7e11 7393172a ae2d8a57 1e03ac9c 9eb76fac 45af8e51
+                       30c81c46 a35ce411 e5fbc119 1a0a52ef f69f2445 df4f9b17 ad2b417b e66c3710`);
+  const examples: Array<[number, string]> = [
+    [0, 'bb1d6929 e9593728 7fa37d12 9b756746'],
+    [16, '070a16b4 6b4d4144 f79bdd9d d04a287c'],
+    [40, 'dfa66747 de9ae630 30ca3261 1497c827'],
+    [64, '51f0bebf 7e3b9d92 fc497417 79363cfe'],
+  ];
+  // Twice round, so a subkey or chaining state left over from one message would show in the next.
+  for (let round = 0; round < 2; round++) {
+    for (const [length, tag] of examples) {
+      assert.deepEqual(mac.compute(message.subarray(0, length)), hex(tag), `example of ${length} octets`);
+      assert.ok(mac.verify(message.subarray(0, length), hex(tag)));
+    }
+  }
+});
+
+test('PreparedMac: same digests as computeSymmetricMac, for any algorithm, key and message', () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom<SymmetricMacAlgorithm>('MD5', 'SHA1', 'AES128CMAC'),
+      fc.uint8Array({ minLength: 1, maxLength: 32 }),
+      fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 3 }),
+      (algorithm, rawKey, messages) => {
+        const key = algorithm === 'AES128CMAC' ? Uint8Array.from({ length: 16 }, (_, i) => rawKey[i % rawKey.length] as number) : rawKey;
+        const prepared = new PreparedMac({ keyId: 1, algorithm, key });
+        assert.equal(prepared.digestLength, SYMMETRIC_MAC_DIGEST_LENGTH[algorithm]);
+        for (const message of messages) {
+          const expected = computeSymmetricMac({ algorithm, key }, message);
+          assert.deepEqual(prepared.compute(message), expected);
+          assert.ok(prepared.verify(message, expected));
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test('PreparedMac: verify refuses a changed digest, message or length; the key is copied at construction', () => {
+  for (const algorithm of ['MD5', 'SHA1', 'AES128CMAC'] as const) {
+    const key = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+    const prepared = new PreparedMac({ keyId: 3, algorithm, key });
+    const message = text('an NTP request header, 48 octets or so');
+    const good = prepared.compute(message);
+    key.fill(0); // must not change the prepared key
+    assert.deepEqual(prepared.compute(message), good, `${algorithm}: key copied`);
+    const flipped = good.slice();
+    flipped[0] = (flipped[0] as number) ^ 0x80;
+    assert.ok(!prepared.verify(message, flipped), `${algorithm}: flipped digest`);
+    assert.ok(!prepared.verify(text('an NTP request header, 48 octets or sO'), good), `${algorithm}: changed message`);
+    assert.ok(!prepared.verify(message, good.subarray(0, good.length - 1)), `${algorithm}: short digest`);
+    assert.ok(!prepared.verify(message, Uint8Array.from([...good, 0])), `${algorithm}: long digest`);
+    assert.ok(!prepared.verify(message, new Uint8Array(0)), `${algorithm}: empty digest`);
+  }
+});
+
+test('PreparedMac: unusable keys are caller errors, as for computeSymmetricMac', () => {
+  assert.throws(() => new PreparedMac({ keyId: 1, algorithm: 'AES128CMAC', key: new Uint8Array(20) }), (e: unknown) => e instanceof UsageError && e.code === 'MAC_BAD_KEY_LENGTH');
+  assert.throws(() => new PreparedMac({ keyId: 1, algorithm: 'SHA1', key: new Uint8Array(0) }), (e: unknown) => e instanceof UsageError && e.code === 'MAC_BAD_KEY_LENGTH');
+  assert.throws(() => new PreparedMac({ keyId: 1, algorithm: 'SHA256' as SymmetricMacAlgorithm, key: new Uint8Array(4) }), (e: unknown) => e instanceof UsageError && e.code === 'MAC_UNKNOWN_ALGORITHM');
 });

@@ -584,7 +584,7 @@ test('rate limiting: malformed packets are dropped before they cost the sender a
 
 // --- fuzzing ----------------------------------------------------------------------------------------------------
 
-const DROP_REASONS = new Set(['malformed', 'bad_mode', 'rate_limited', 'nts_malformed', 'nts_bad_cookie_aead', 'nts_auth_failed']);
+const DROP_REASONS = new Set(['malformed', 'bad_mode', 'rate_limited', 'nts_malformed', 'nts_bad_cookie_aead', 'nts_auth_failed', 'nts_and_mac']);
 
 function checkDecision(decision: NtpDecision, request: Uint8Array): void {
   if (decision.kind === 'drop') {

@@ -99,6 +99,17 @@ function fakeSources(): { sources: MetricsSources; ntp: Record<string, number>; 
     'drops.bad_source_port': 1,
     denied: 1,
     send_errors: 0,
+    'mac.verified_ephemeral': 6,
+    'mac.revoked': 2,
+  };
+  const eks: Record<string, number> = {
+    requests: 9,
+    'issued.new': 4,
+    'issued.renewal': 2,
+    'refused.unauthorized': 1,
+    'refused.rate_limited': 2,
+    'framing_errors.EKS_RECORD_TOO_LONG': 1,
+    incomplete: 1,
   };
   const ntsKe: Record<string, number> = {
     requests: 8,
@@ -113,6 +124,7 @@ function fakeSources(): { sources: MetricsSources; ntp: Record<string, number>; 
   const sources: MetricsSources = {
     ntp: { counters: { snapshot: () => ({ ...ntp }) }, clients: { size: 42 } },
     ntsKe: { counters: { snapshot: () => ({ ...ntsKe }) } },
+    eks: { counters: { snapshot: () => ({ ...eks }) } },
     listeners: {
       stats: () => [
         listenerStats('listener[0] [::]:4460', { accepted: 10, dispatched: 9, handshake_error: 1 }, 2, { 'nts-ke': 9 }),
@@ -147,6 +159,10 @@ const OWN_FAMILIES: Record<string, string> = {
   ntptsd_ntp_denied_total: 'counter',
   ntptsd_ntp_send_errors_total: 'counter',
   ntptsd_ntp_clients: 'gauge',
+  ntptsd_ntp_mac_total: 'counter',
+  ntptsd_eks_requests_total: 'counter',
+  ntptsd_eks_keys_issued_total: 'counter',
+  ntptsd_eks_failures_total: 'counter',
   ntptsd_ntske_requests_total: 'counter',
   ntptsd_ntske_handshakes_total: 'counter',
   ntptsd_ntske_failures_total: 'counter',
@@ -205,6 +221,23 @@ describe('metrics exposition (fake sources)', () => {
     assert.deepEqual([...labelNames('ntptsd_ntp_responses_total')], ['auth']);
     assert.deepEqual([...labelNames('ntptsd_ntp_kiss_total')], ['code']);
     assert.deepEqual([...labelNames('ntptsd_ntp_dropped_total')], ['reason']);
+  });
+
+  it('MAC authentication and EKS: outcomes, issued keys by kind, failures by reason; known labels start at 0', async () => {
+    const { metrics } = fakeMetrics();
+    const e = parseExposition(await metrics.text());
+    assert.equal(value(e, 'ntptsd_ntp_mac_total', { outcome: 'verified_ephemeral' }), 6);
+    assert.equal(value(e, 'ntptsd_ntp_mac_total', { outcome: 'revoked' }), 2);
+    assert.equal(value(e, 'ntptsd_ntp_mac_total', { outcome: 'bad_mac' }), 0);
+    assert.equal(value(e, 'ntptsd_ntp_responses_total', { auth: 'mac' }), 0);
+    assert.equal(value(e, 'ntptsd_eks_requests_total'), 9);
+    assert.equal(value(e, 'ntptsd_eks_keys_issued_total', { kind: 'new' }), 4);
+    assert.equal(value(e, 'ntptsd_eks_keys_issued_total', { kind: 'renewal' }), 2);
+    assert.equal(value(e, 'ntptsd_eks_failures_total', { reason: 'unauthorized' }), 1);
+    assert.equal(value(e, 'ntptsd_eks_failures_total', { reason: 'rate_limited' }), 2);
+    assert.equal(value(e, 'ntptsd_eks_failures_total', { reason: 'framing_error' }), 1);
+    assert.equal(value(e, 'ntptsd_eks_failures_total', { reason: 'incomplete' }), 1);
+    assert.equal(value(e, 'ntptsd_eks_failures_total', { reason: 'renewal_refused' }), 0);
   });
 
   it('NTS-KE: handshakes by outcome and AEAD, failures by reason, durations by outcome', async () => {

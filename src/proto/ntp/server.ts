@@ -2,9 +2,9 @@
  * The NTP time service's decisions (RFC 5905 client/server mode, RFC 8915 §5 NTS), as values.
  *
  * `NtpResponder.handle(address, bytes, receivedAt, transmitAt)` returns what to send, or why not:
- *   { kind: 'respond', bytes, auth, kiss? } | { kind: 'drop', reason }
+ *   { kind: 'respond', bytes, auth, kiss?, mac? } | { kind: 'drop', reason }
  * The shell takes the receive timestamp first, checks allow/deny lists, reads the clock again for the
- * transmit timestamp, calls `handle`, sends, and counts every outcome by `auth`/`kiss`/`reason`.
+ * transmit timestamp, calls `handle`, sends, and counts every outcome by `auth`/`kiss`/`reason`/`mac.outcome`.
  *
  * Invariants:
  * - Only client-mode (3) requests are answered; everything else is dropped with a reason.
@@ -13,6 +13,17 @@
  *   left out, never truncated, when they would not fit.
  * - A cookie that cannot be opened gets an NTS NAK (kiss code NTSN, RFC 8915 §5.7); a request whose
  *   authenticator does not verify gets nothing (answering would let anyone probe with forged packets).
+ * - A symmetric-key MAC (RFC 5905 §7.3; AES-128-CMAC per RFC 8573) covers the request up to the key id and
+ *   is checked under the key the context's `macKeys` resolves (static or ephemeral, docs/eks.md §7). Verified:
+ *   the response is header ‖ key id ‖ digest of that header under the same key, so it is exactly as long as
+ *   a request without extension fields and never longer than any request. Anything else (no resolver,
+ *   unknown or revoked key, a MAC that does not verify or only under an expired generation) gets a
+ *   crypto-NAK (RFC 5905 §7.4: header ‖ key id 0), unauthenticated, with the outcome in `mac`. A crypto-NAK
+ *   received from a client is answered with a crypto-NAK, without an outcome (there is no key to judge).
+ * - NTS and a MAC are never combined (docs/eks.md §7): a well-formed NTS request followed by a legacy MAC
+ *   (which NTS decoding cannot read) is dropped (`nts_and_mac`), neither authenticated nor answered in plain NTP.
+ * - The plain and NTS paths do no MAC work; the MAC path and the NTS-and-MAC check run only for requests
+ *   that carry a MAC or fail NTS decoding.
  */
 
 import type { Aead } from '../../crypto/aead.js';
@@ -20,9 +31,11 @@ import { createAead } from '../../crypto/aead.js';
 import type { KeyRing, RandomBytes } from '../../crypto/keyring.js';
 import { Slab } from '../../crypto/slab.js';
 import type { ClientTable } from './client-table.js';
-import { writeU16 } from './bytes.js';
+import type { PreparedMac } from '../../crypto/symmetric-mac.js';
+import { writeU16, writeU32 } from './bytes.js';
+import type { MacKeyOutcome, MacKeyResolution, MacKeyResolver } from './mac-keys.js';
 import { COOKIE_NONCE_LENGTH, cookieLength, openCookie, sealCookieInto } from '../nts/cookie.js';
-import { EF_HEADER_LENGTH, MAC_MAX_LENGTH, type ExtensionField, writeExtensionField } from './extensions.js';
+import { CRYPTO_NAK_LENGTH, EF_HEADER_LENGTH, MAC_MAX_LENGTH, type ExtensionField, writeExtensionField } from './extensions.js';
 import { NTP_HEADER_LENGTH, NtpMode, type NtpHeader, decodeNtpPacket, encodeKissCode, writeNtpHeader } from './packet.js';
 import { NTP_TIMESTAMP_ZERO, microsToNtpShort, unixMicrosToNtpTimestamp } from './timestamp.js';
 import { NTS_NONCE_LENGTH, NtsFieldType, decodeNtsView, ntsAuthenticatorLayout, writeNtsAuthenticatorFrame } from '../nts/extension-fields.js';
@@ -52,10 +65,25 @@ export type NtpDropReason =
   | 'rate_limited'
   | 'nts_malformed'
   | 'nts_bad_cookie_aead'
-  | 'nts_auth_failed';
+  | 'nts_auth_failed'
+  /** NTS extension fields and a legacy MAC in one request (docs/eks.md §7). */
+  | 'nts_and_mac';
+
+/** What became of a request's MAC, with the key id it named (for counters and logs; docs/eks.md §7). */
+export interface NtpMacResult {
+  readonly outcome: MacKeyOutcome;
+  readonly keyId: number;
+}
 
 export type NtpDecision =
-  | { readonly kind: 'respond'; readonly bytes: Uint8Array; readonly auth: NtpAuthKind | 'mac'; readonly kiss?: 'RATE' | 'NTSN' | 'CRYPTO_NAK' }
+  | {
+      readonly kind: 'respond';
+      readonly bytes: Uint8Array;
+      readonly auth: NtpAuthKind | 'mac';
+      readonly kiss?: 'RATE' | 'NTSN' | 'CRYPTO_NAK';
+      /** Present when the request carried a MAC (not a crypto-NAK): verified, or why not. */
+      readonly mac?: NtpMacResult;
+    }
   | { readonly kind: 'drop'; readonly reason: NtpDropReason; readonly detail?: string };
 
 export interface NtpResponderContext {
@@ -63,6 +91,8 @@ export interface NtpResponderContext {
   readonly keyRing: () => KeyRing;
   readonly quality: (nowMicros: number) => TimeQuality;
   readonly random: RandomBytes;
+  /** The keys request MACs are verified under (RFC 5905 §7.3); without it every MAC gets a crypto-NAK. */
+  readonly macKeys?: MacKeyResolver;
 }
 
 const LEAP_BITS: Record<LeapIndicator, number> = { none: 0, add: 1, delete: 2, unsynchronized: 3 };
@@ -70,6 +100,9 @@ const KISS_RATE = encodeKissCode('RATE');
 const KISS_NTSN = encodeKissCode('NTSN');
 const NTS_FIELD_TYPES = new Set<number>([NtsFieldType.UniqueIdentifier, NtsFieldType.Cookie, NtsFieldType.CookiePlaceholder, NtsFieldType.Authenticator]);
 const NTS_DECODE_OPTIONS = { allowShortFields: true, legacyMac: false } as const;
+/** The same NTS packet read with the legacy MAC rule (RFC 7822 §3), to tell NTS-with-a-MAC from garbage. */
+const NTS_WITH_MAC_DECODE_OPTIONS = { allowShortFields: true, legacyMac: true } as const;
+const NO_MAC_KEYS: MacKeyResolution = Object.freeze({ kind: 'refused', reason: 'unknown_key' });
 
 /** NTS responses are carved from a slab: a fresh Uint8Array of their size costs about a microsecond. */
 const responses = new Slab();
@@ -89,7 +122,11 @@ export class NtpResponder {
     // NTS packets may use short fields and carry no MAC (RFC 8915 §5.6); look for NTS types first.
     const nts = version === 4 && looksLikeNts(request);
     const decoded = decodeNtpPacket(request, nts ? NTS_DECODE_OPTIONS : undefined);
-    if (!decoded.ok) return { kind: 'drop', reason: 'malformed', detail: decoded.error.code };
+    if (!decoded.ok) {
+      // NTS decoding reads a trailing MAC as a broken field; a second look only on this failure path.
+      if (nts && endsWithMac(request)) return { kind: 'drop', reason: 'nts_and_mac' };
+      return { kind: 'drop', reason: 'malformed', detail: decoded.error.code };
+    }
     const packet = decoded.value;
 
     const { decision, entry } = this.context.clients.admit(address, receivedAtMicros);
@@ -104,14 +141,60 @@ export class NtpResponder {
 
     if (nts) return this.handleNts(request, packet.header, packet.extensions, quality, receivedAtMicros, transmitAtMicros);
     if (packet.mac !== null) {
-      // RFC 5905 §7.3: a MAC under a key we do not hold is answered with a crypto-NAK.
-      const out = new Uint8Array(NTP_HEADER_LENGTH + 4);
-      writeNtpHeader(this.responseHeader(packet.header, quality, receivedAtMicros, transmitAtMicros), out, 0);
-      return { kind: 'respond', bytes: out, auth: 'none', kiss: 'CRYPTO_NAK' };
+      if (packet.mac.kind === 'mac') {
+        return this.handleMac(request.subarray(0, packet.macOffset), packet.header, packet.mac.keyId, packet.mac.digest, quality, receivedAtMicros, transmitAtMicros);
+      }
+      // A client's crypto-NAK names no key: answered with a crypto-NAK, as before MACs were verified.
+      return { kind: 'respond', bytes: this.cryptoNak(packet.header, quality, receivedAtMicros, transmitAtMicros), auth: 'none', kiss: 'CRYPTO_NAK' };
     }
     const out = new Uint8Array(NTP_HEADER_LENGTH);
     writeNtpHeader(this.responseHeader(packet.header, quality, receivedAtMicros, transmitAtMicros), out, 0);
     return { kind: 'respond', bytes: out, auth: 'none' };
+  }
+
+  /**
+   * RFC 5905 §7.3 / RFC 8573: `covered` is the request up to the key id. The first key that verifies signs
+   * the response; ephemeral keys are tried live generations first, newest first (docs/eks.md §4), and a MAC
+   * that verifies only under an expired one is reported as such. Every other outcome is a crypto-NAK.
+   */
+  private handleMac(
+    covered: Uint8Array,
+    header: NtpHeader,
+    keyId: number,
+    digest: Uint8Array,
+    quality: TimeQuality,
+    receivedAtMicros: number,
+    transmitAtMicros: number,
+  ): NtpDecision {
+    const resolved = this.context.macKeys?.resolve(keyId, receivedAtMicros) ?? NO_MAC_KEYS;
+    let key: PreparedMac | undefined;
+    let outcome: MacKeyOutcome;
+    if (resolved.kind === 'refused') {
+      outcome = resolved.reason;
+    } else if (resolved.kind === 'static') {
+      if (resolved.key.verify(covered, digest)) key = resolved.key;
+      outcome = key === undefined ? 'bad_mac' : 'verified_static';
+    } else {
+      key = resolved.live.find((candidate) => candidate.verify(covered, digest));
+      if (key !== undefined) outcome = 'verified_ephemeral';
+      else outcome = resolved.expired.some((candidate) => candidate.verify(covered, digest)) ? 'expired' : 'bad_mac';
+    }
+    if (key === undefined) {
+      return { kind: 'respond', bytes: this.cryptoNak(header, quality, receivedAtMicros, transmitAtMicros), auth: 'none', kiss: 'CRYPTO_NAK', mac: { outcome, keyId } };
+    }
+    // RFC 5905 §7.3: the response MAC covers the response header, under the key the client used.
+    const out = new Uint8Array(NTP_HEADER_LENGTH + 4 + key.digestLength);
+    writeNtpHeader(this.responseHeader(header, quality, receivedAtMicros, transmitAtMicros), out, 0);
+    writeU32(out, NTP_HEADER_LENGTH, keyId);
+    out.set(key.compute(out.subarray(0, NTP_HEADER_LENGTH)), NTP_HEADER_LENGTH + 4);
+    return { kind: 'respond', bytes: out, auth: 'mac', mac: { outcome, keyId } };
+  }
+
+  /** RFC 5905 §7.4: the response header and a MAC field holding only key id 0, unauthenticated. */
+  private cryptoNak(header: NtpHeader, quality: TimeQuality, receivedAtMicros: number, transmitAtMicros: number): Uint8Array {
+    const out = new Uint8Array(NTP_HEADER_LENGTH + CRYPTO_NAK_LENGTH);
+    writeNtpHeader(this.responseHeader(header, quality, receivedAtMicros, transmitAtMicros), out, 0);
+    return out;
   }
 
   private handleNts(
@@ -227,6 +310,17 @@ export class NtpResponder {
     writeExtensionField(NtsFieldType.UniqueIdentifier, uniqueIdentifier, out, offset, EF_HEADER_LENGTH);
     return out;
   }
+}
+
+/**
+ * True when the request is a well-formed NTS request (RFC 8915 §5.7) followed by a MAC under the legacy
+ * rule (RFC 7822 §3): called only for an NTS-looking request that failed NTS decoding, to report NTS + MAC
+ * (docs/eks.md §7) rather than a malformed packet. Requiring the NTS fields to make sense keeps a truncated
+ * NTS request, whose last 20 or 24 octets would also read as a MAC, counted as malformed.
+ */
+function endsWithMac(request: Uint8Array): boolean {
+  const decoded = decodeNtpPacket(request, NTS_WITH_MAC_DECODE_OPTIONS);
+  return decoded.ok && decoded.value.mac?.kind === 'mac' && decodeNtsView({ extensions: decoded.value.extensions }, { role: 'request' }).ok;
 }
 
 /**

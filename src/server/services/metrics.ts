@@ -33,6 +33,11 @@ export interface NtsKeMetricsSource {
   readonly counters: { snapshot(): Readonly<Record<string, number>> };
 }
 
+/** What the ephemeral key service exposes (`EksService` fits). */
+export interface EksMetricsSource {
+  readonly counters: { snapshot(): Readonly<Record<string, number>> };
+}
+
 /** What the listeners expose (`ListenerSet` fits). */
 export interface ListenersMetricsSource {
   stats(): readonly ListenerStats[];
@@ -49,6 +54,7 @@ export interface KeyRingMetricsSource {
 export interface MetricsSources {
   readonly ntp?: NtpMetricsSource | undefined;
   readonly ntsKe?: NtsKeMetricsSource | undefined;
+  readonly eks?: EksMetricsSource | undefined;
   readonly listeners?: ListenersMetricsSource | undefined;
   readonly keyRing?: KeyRingMetricsSource | undefined;
 }
@@ -83,9 +89,13 @@ const NTSKE_OUTCOMES: Readonly<Record<string, string>> = {
 /** Outcomes whose counter label is a reason code (exported as `ntptsd_ntske_failures_total{outcome,reason}`). */
 const NTSKE_REASONED = new Set(['rejected', 'no_agreement', 'framing_error']);
 
-const NTP_AUTH = ['none', 'nts'] as const;
+const NTP_AUTH = ['none', 'nts', 'mac'] as const;
+/** MAC verification outcomes of the NTP service (docs/eks.md §7). */
+const NTP_MAC_OUTCOMES = ['verified_static', 'verified_ephemeral', 'unknown_key', 'bad_mac', 'expired', 'revoked'] as const;
+/** Why the EKS service gave no key (`EksService` `refused` labels). */
+const EKS_REFUSALS = ['bad_request', 'unknown_critical', 'unauthorized', 'rate_limited', 'no_common_algorithm', 'renewal_refused', 'ids_exhausted'] as const;
 const NTP_KISS = ['RATE', 'NTSN', 'CRYPTO_NAK'] as const;
-const NTP_DROP_REASONS = ['bad_source_port', 'malformed', 'bad_mode', 'rate_limited', 'nts_malformed', 'nts_bad_cookie_aead', 'nts_auth_failed'] as const;
+const NTP_DROP_REASONS = ['bad_source_port', 'malformed', 'bad_mode', 'rate_limited', 'nts_malformed', 'nts_bad_cookie_aead', 'nts_auth_failed', 'nts_and_mac'] as const;
 
 /** Splits a `Counters` snapshot key `name.label` (the label may itself contain dots). */
 function splitKey(key: string): [string, string | undefined] {
@@ -130,7 +140,7 @@ export class DaemonMetrics {
     });
     new Counter({
       name: `${p}ntp_responses_total`,
-      help: 'NTP responses sent (kiss-o\'-death excluded), by authentication: none or nts.',
+      help: 'NTP responses sent (kiss-o\'-death excluded), by authentication: none, nts or mac.',
       labelNames: ['auth'],
       registers,
       collect() {
@@ -194,6 +204,64 @@ export class DaemonMetrics {
       registers,
       collect() {
         this.set(sources().ntp?.clients.size ?? 0);
+      },
+    });
+
+    new Counter({
+      name: `${p}ntp_mac_total`,
+      help: 'NTP requests carrying a MAC, by outcome: verified_static, verified_ephemeral (answered with a MAC), unknown_key, bad_mac, expired, revoked (answered with a crypto-NAK).',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset();
+        for (const outcome of NTP_MAC_OUTCOMES) this.inc({ outcome }, 0);
+        for (const [key, value] of Object.entries(ntpSnapshot())) {
+          const [name, outcome] = splitKey(key);
+          if (name === 'mac' && outcome !== undefined) this.inc({ outcome }, value);
+        }
+      },
+    });
+
+    // --- EKS (EksService.counters)
+    const eksSnapshot = () => sources().eks?.counters.snapshot() ?? {};
+    new Counter({
+      name: `${p}eks_requests_total`,
+      help: 'Complete EKS requests received (framing errors and incomplete connections excluded).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(eksSnapshot().requests ?? 0);
+      },
+    });
+    new Counter({
+      name: `${p}eks_keys_issued_total`,
+      help: 'Ephemeral keys issued, by kind: new (a fresh key id) or renewal (same id, new generation).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const kind of ['new', 'renewal']) this.inc({ kind }, 0);
+        for (const [key, value] of Object.entries(eksSnapshot())) {
+          const [name, kind] = splitKey(key);
+          if (name === 'issued' && kind !== undefined) this.inc({ kind }, value);
+        }
+      },
+    });
+    new Counter({
+      name: `${p}eks_failures_total`,
+      help: 'EKS exchanges that gave no key, by reason: a refusal (unauthorized, rate_limited, ...), framing_error, incomplete or internal_error.',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const reason of [...EKS_REFUSALS, 'framing_error', 'incomplete', 'internal_error']) this.inc({ reason }, 0);
+        for (const [key, value] of Object.entries(eksSnapshot())) {
+          const [name, label] = splitKey(key);
+          if (name === 'refused' && label !== undefined) this.inc({ reason: label }, value);
+          else if (name === 'framing_errors') this.inc({ reason: 'framing_error' }, value);
+          else if (name === 'incomplete') this.inc({ reason: 'incomplete' }, value);
+          else if (name === 'internal_errors') this.inc({ reason: 'internal_error' }, value);
+        }
       },
     });
 
