@@ -1,7 +1,7 @@
 /**
  * Pure helpers of `ntptsc`'s management commands: results of the management protocol (the types of
  * src/proto/mgmt/types.ts, never redefined here) as aligned tables and `key: value` lines for people, errors as
- * one line, and the live view of `ntptsc watch`; also the argument values of `ntptsc ntpd ...`. No I/O, no
+ * one line, and the live view of `ntptsc watch`; also the argument values of `ntptsc ntpd ...` and `ntptsc eks ...`. No I/O, no
  * clock: tests call them directly. Scripts use `--json`, which prints the raw result instead.
  */
 import { isIP } from 'node:net';
@@ -10,6 +10,8 @@ import type { JsonValue } from '../proto/mgmt/jsonrpc.js';
 import {
   LIMITS,
   type ClientsResult,
+  type EksListResult,
+  type EksRevokeResult,
   type EventParams,
   type KeysResult,
   type LogLevelResult,
@@ -355,6 +357,55 @@ export function formatNtpdSysstats(r: NtpdSysstatsResult): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Ephemeral keys (`eks.*`, docs/eks.md)
+
+/** `ntptsc eks revoke ID`: an ephemeral key id, 32768 to 65535, in decimal as keys files write it. */
+export function parseEksKeyId(text: string): Parsed<number> {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  return n >= LIMITS.minEksKeyId && n <= LIMITS.maxEksKeyId
+    ? { ok: true, value: n }
+    : { ok: false, error: `expected an ephemeral key id from ${LIMITS.minEksKeyId} to ${LIMITS.maxEksKeyId}, got ${JSON.stringify(text)}` };
+}
+
+/** `2025-01-02T03:04:05.678901Z` → `2025-01-02T03:04:05Z`: ISO 8601 to the second; other text unchanged. */
+export function isoSeconds(iso: string): string {
+  return iso.replace(/^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.\d+Z$/, '$1Z');
+}
+
+/**
+ * `ntptsc eks list`: how many keys are shown and live, the node's id range, the keys (generation as `keys`
+ * shows master key ids), then the revocations in force when there are any.
+ */
+export function formatEksList(r: EksListResult): string {
+  const head = `${r.keys.length} shown, ${r.live} live; key ids ${r.range.first}..${r.range.last}\n`;
+  const keys = formatTable(
+    ['KEY ID', 'GENERATION', 'ISSUED', 'EXPIRES', 'ADDRESS', 'TOKEN', 'RENEWALS'],
+    r.keys.map((k) => [
+      String(k.keyId),
+      formatKeyId(k.generation),
+      formatTime(k.issuedAt),
+      `${formatTime(k.expiresAt)}${k.expired ? ' (expired)' : ''}`,
+      printable(k.address),
+      k.token === null ? '-' : printable(k.token),
+      String(k.renewals),
+    ]),
+    ['right', 'left', 'left', 'left', 'left', 'left', 'right'],
+  );
+  if (r.revoked.length === 0) return `${head}\n${keys}`;
+  const revoked = formatTable(
+    ['KEY ID', 'REVOKED', 'UNTIL', 'BY'],
+    r.revoked.map((v) => [String(v.keyId), formatTime(v.revokedAt), formatTime(v.until), printable(v.by)]),
+    ['right', 'left', 'left', 'left'],
+  );
+  return `${head}\n${keys}\nrevoked:\n${revoked}`;
+}
+
+/** `ntptsc eks revoke ID`: one line. */
+export function formatEksRevoke(r: EksRevokeResult): string {
+  return `revoked key ${r.keyId} until ${isoSeconds(r.until)}${r.wasIssuedHere ? '' : ' (not issued by this node)'}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Events and the live view
 
 /** One line for an event: known kinds in words, unknown kinds as their JSON members. */
@@ -381,6 +432,9 @@ export function formatEvent(e: EventParams | UnknownEvent): string {
       break;
     case 'source-changed':
       text = `time source ${known.source}: stratum ${known.current.stratum}, refid ${known.current.refid}, leap ${known.current.leap}, ${known.current.synchronized ? 'synchronized' : 'not synchronized'}`;
+      break;
+    case 'key-revoked':
+      text = `ephemeral key ${known.keyId} revoked by ${printable(known.by)} until ${formatTime(known.until)}`;
       break;
     default: {
       const { kind, at: _at, missed: _missed, ...rest } = e as UnknownEvent;

@@ -5,7 +5,8 @@
  * A thin layer: commander reads the command line, the library (src/client) does the work, the pure helpers
  * in ./format.ts and ./mgmt-format.ts check argument values and shape the output. The management commands
  * (status, services, stats, clients, keys, rotate-keys, reload, log-level, watch, call, and `ntpd peers|vars|
- * mrulist|sysstats`, which ask the local ntpd through the daemon's mode 6 bridge) speak ntp-mgmt/1
+ * mrulist|sysstats`, which ask the local ntpd through the daemon's mode 6 bridge, and `eks list|revoke`, the
+ * ephemeral keys the daemon issued) speak ntp-mgmt/1
  * (docs/management.md) through `MgmtClient`, over the daemon's Unix socket or `--connect` (TLS). Exit codes: 0 success, 1 the operation failed
  * (`ntptsc: <reason>` on stderr; with --json also `{"error": ...}` on stdout), 2 bad command line.
  */
@@ -51,6 +52,8 @@ import {
 import {
   describeMgmtError,
   formatClients,
+  formatEksList,
+  formatEksRevoke,
   formatKeys,
   formatLogLevel,
   formatNtpdMrulist,
@@ -65,6 +68,7 @@ import {
   formatWatch,
   mgmtErrorJson,
   notificationLine,
+  parseEksKeyId,
   parseLocalAddress,
   parseNtpdNames,
   parseRestrictionBits,
@@ -100,9 +104,11 @@ const processIo: CliIo = {
 class UsageProblem extends Error {}
 
 const MAX_SAMPLES = 64;
-const MGMT_COMMANDS = ['status', 'services', 'stats', 'clients', 'keys', 'rotate-keys', 'reload', 'log-level', 'watch', 'call', 'ntpd'];
+const MGMT_COMMANDS = ['status', 'services', 'stats', 'clients', 'keys', 'rotate-keys', 'reload', 'log-level', 'watch', 'call', 'ntpd', 'eks'];
 /** The subcommands of `ntpd`. */
 const NTPD_COMMANDS = ['peers', 'vars', 'mrulist', 'sysstats'];
+/** The subcommands of `eks`. */
+const EKS_COMMANDS = ['list', 'revoke'];
 const COMMANDS = ['time', 'ke', ...MGMT_COMMANDS];
 const VALUE_OPTIONS = [
   '--ke-port',
@@ -156,6 +162,8 @@ const namesValue = valueOf(parseNtpdNames);
 const mincountValue = valueOf((text) => parseCount(text, 0, 0xffffffff));
 const laddrValue = valueOf(parseLocalAddress);
 const restrictionValue = valueOf(parseRestrictionBits);
+const eksLimitValue = valueOf((text) => parseCount(text, 1, LIMITS.maxEksList));
+const eksKeyIdValue = valueOf(parseEksKeyId);
 /** `--maxlstint`: whole seconds, written as a number of seconds (ntpq's form) or a duration such as "10m". */
 const maxlstintValue = valueOf((text) => {
   if (/^\d+$/.test(text)) return parseCount(text, 0, 0xffffffff);
@@ -540,6 +548,26 @@ export function buildProgram(io: CliIo = processIo, state: { exitCode: number } 
     state.exitCode = await runMethod((c) => c.call('ntpd.sysstats'), formatNtpdSysstats)(opts, io);
   });
 
+  const eks = program.command('eks').description('the ephemeral keys this daemon issued (docs/eks.md): list, revoke');
+  const eksCommand = (name: string, description: string) => withMgmtOptions(eks.command(name).description(description));
+
+  eksCommand('list', 'issued key ids, most recent first, with generation, expiry, client address and revocations (never key material)')
+    .option('--limit <n>', `most keys shown, 1 to ${LIMITS.maxEksList} (default ${LIMITS.defaultEksList})`, eksLimitValue)
+    .option('--expired', 'also show expired keys that can still be renewed')
+    .action(async (opts: MgmtCliOptions & { limit?: number; expired?: boolean }) => {
+      const params: ParamsIn<'eks.list'> = {
+        ...(opts.limit === undefined ? {} : { limit: opts.limit }),
+        ...(opts.expired === true ? { expired: true } : {}),
+      };
+      state.exitCode = await runMethod((c) => c.call('eks.list', params), formatEksList)(opts, io);
+    });
+
+  eksCommand('revoke', 'revoke an ephemeral key id on this node until every key that could carry it has expired (admin)')
+    .addArgument(new Argument('<id>', `the key id, ${LIMITS.minEksKeyId} to ${LIMITS.maxEksKeyId} (from ntptsc eks list)`).argParser(eksKeyIdValue))
+    .action(async (keyId: number, opts: MgmtCliOptions) => {
+      state.exitCode = await runMethod((c) => c.call('eks.revoke', { keyId }), formatEksRevoke)(opts, io);
+    });
+
   mgmt('call', 'call any management method; params as a JSON object; prints the raw result')
     .argument('<method>', 'method name, e.g. status or clients')
     .argument('[params]', 'JSON object, e.g. \'{"limit": 5}\'')
@@ -561,9 +589,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
   try {
     // Options may stand before the command word: `ntptsc --json time x` is `ntptsc time --json x`; and before
-    // the subcommand of `ntpd`: `ntptsc --json ntpd peers` and `ntptsc ntpd --json peers` are `ntptsc ntpd peers --json`.
+    // the subcommand of `ntpd` or `eks`: `ntptsc --json ntpd peers` and `ntptsc ntpd --json peers` are `ntptsc ntpd peers --json`.
     const args = hoistOptions(argv, { commands: COMMANDS, valueOptions: VALUE_OPTIONS, programOptions: ['-V', '--version'] });
     if (args[0] === 'ntpd') args.splice(1, args.length - 1, ...hoistOptions(args.slice(1), { commands: NTPD_COMMANDS, valueOptions: VALUE_OPTIONS, programOptions: ['-h', '--help'] }));
+    if (args[0] === 'eks') args.splice(1, args.length - 1, ...hoistOptions(args.slice(1), { commands: EKS_COMMANDS, valueOptions: VALUE_OPTIONS, programOptions: ['-h', '--help'] }));
     await program.parseAsync(args, { from: 'user' });
     return state.exitCode;
   } catch (error) {

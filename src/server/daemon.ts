@@ -495,6 +495,45 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       mgmtConfig: () => config.mgmt,
       clientCaConfigured: () => material?.clientCaPem !== undefined,
       ntpd: () => ntpdBridge,
+      eks: () => ({
+        list: ({ limit, expired }) => {
+          const now = clock.nowMicros();
+          const table = eksStore.table;
+          const entries = (expired ? table.all() : table.live(now)).sort((a, b) => b.issuedAtMicros - a.issuedAtMicros);
+          return {
+            range: table.range,
+            live: table.live(now).length,
+            keys: entries.slice(0, limit).map((k) => ({
+              keyId: k.keyId,
+              generation: k.generation,
+              issuedAt: isoMicros(k.issuedAtMicros),
+              expiresAt: isoMicros(k.expiresAtMicros),
+              expired: k.expiresAtMicros <= now,
+              address: k.address,
+              token: k.token,
+              renewals: k.renewals,
+            })),
+            revoked: table.revocations(now).map((r) => ({ keyId: r.keyId, revokedAt: isoMicros(r.revokedAtMicros), until: isoMicros(r.untilMicros), by: r.by })),
+          };
+        },
+        revoke: async (keyId, by) => {
+          const now = clock.nowMicros();
+          // docs/eks.md §6: until every generation in the ring now has left it, so no key carrying the id can verify.
+          const policy = keyRing.policy;
+          const until = now + (policy.keysKept + 1) * policy.rotationMicros;
+          const wasIssuedHere = eksStore.table.get(keyId) !== undefined;
+          // In force at once, whatever happens to the save: failing safe means refusing the key now.
+          const revocation = eksStore.table.revoke(keyId, now, until, by);
+          logger.warn({ keyId, by, until: isoMicros(until), wasIssuedHere }, 'management: ephemeral key revoked');
+          events.emitEvent({ kind: 'key-revoked', keyId, by, until: isoMicros(until) });
+          try {
+            await eksStore.save();
+          } catch (error) {
+            throw new ControlError('BACKEND_UNAVAILABLE', `key ${keyId} is revoked, but ${(error as Error).message}: the revocation would not survive a restart; revoke again`, { backend: 'state-dir' });
+          }
+          return { keyId, revokedAt: isoMicros(revocation.revokedAtMicros), until: isoMicros(until), wasIssuedHere };
+        },
+      }),
     };
     mgmt?.attach(control);
 

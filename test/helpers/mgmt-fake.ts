@@ -16,6 +16,8 @@ import {
   roleAllows,
   type AuthVia,
   type ClientsResult,
+  type EksListResult,
+  type EksRevokeResult,
   type HelloParams,
   type KeysResult,
   type ReloadResult,
@@ -93,6 +95,18 @@ export const KEYS: KeysResult = {
 export const ROTATED: RotateKeysResult = { current: 305419897, previous: 3735928559, removed: [] };
 export const RELOADED: ReloadResult = { config: '/etc/ntptsd/ntptsd.toml', changed: ['nts', 'listener[1]'], restartRequired: [], certificateReloaded: false };
 
+export const EKS_LIST: EksListResult = {
+  range: { first: 32768, last: 65535 },
+  live: 2,
+  keys: [
+    { keyId: 32772, generation: 305419896, issuedAt: '2025-01-02T11:30:00.000000Z', expiresAt: '2025-01-04T00:00:00.000000Z', expired: false, address: '192.0.2.7', token: 'routers', renewals: 0 },
+    { keyId: 32770, generation: 3735928559, issuedAt: '2025-01-02T11:00:00.250000Z', expiresAt: '2025-01-03T00:00:00.000000Z', expired: false, address: '2001:db8::1', token: null, renewals: 12 },
+  ],
+  revoked: [{ keyId: 32769, revokedAt: '2025-01-02T10:00:00.000000Z', until: '2025-01-09T00:00:00.000000Z', by: 'ops' }],
+};
+/** The answer to `eks.revoke` (with the key id asked). */
+export const EKS_REVOKED: EksRevokeResult = { keyId: 32770, revokedAt: '2025-01-02T12:00:00.000000Z', until: '2026-12-04T00:00:00.000000Z', wasIssuedHere: true };
+
 export const KEY_ROTATED_EVENT = { kind: 'key-rotated', at: '2025-01-02T12:00:30.000000Z', current: 305419896, previous: 3735928559, removed: [], by: 'schedule' };
 /** A kind from a later version: clients keep it. */
 export const FUTURE_EVENT = { kind: 'sun-eclipsed', at: '2025-01-02T12:00:31.000000Z', magnitude: 0.9 };
@@ -154,6 +168,7 @@ const DEFAULT_RESULTS: Readonly<Record<string, unknown>> = {
   keys: KEYS,
   'rotate-keys': ROTATED,
   reload: RELOADED,
+  'eks.list': EKS_LIST,
 };
 
 function serve(socket: net.Socket, session: Session, options: FakeMgmtOptions, requests: FakeRequest[], authList: string[]): void {
@@ -246,6 +261,10 @@ function serve(socket: net.Socket, session: Session, options: FakeMgmtOptions, r
         tick();
         session.ticker = setInterval(tick, options.tickMs ?? 50);
         return;
+      }
+      case 'eks.revoke': {
+        const keyId = (params.value as { keyId: number }).keyId;
+        return answer(encodeResult(id, options.results?.[method] ?? { ...EKS_REVOKED, keyId, wasIssuedHere: EKS_LIST.keys.some((k) => k.keyId === keyId) }));
       }
       case 'unsubscribe': {
         const wasSubscribed = session.ticker !== undefined;

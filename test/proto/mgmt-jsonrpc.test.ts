@@ -346,7 +346,13 @@ describe('dispatch helpers: method lookup, positional binding, params validation
     ['log-level level=warn', { level: 'warn' }],
     ['auth "s3cret token"', { token: 's3cret token' }],
     ['auth token=abc', { token: 'abc' }],
-    ['subscribe', { interval: 10, events: ['key-rotated', 'config-reloaded', 'certificate-reloaded', 'client-rate-limited', 'listener-error', 'source-changed'] }],
+    ['subscribe', { interval: 10, events: ['key-rotated', 'config-reloaded', 'certificate-reloaded', 'client-rate-limited', 'listener-error', 'source-changed', 'key-revoked'] }],
+    ['subscribe events=key-revoked', { interval: 10, events: ['key-revoked'] }],
+    ['eks.list', { limit: 1000, expired: false }],
+    ['eks.list limit=100000 expired=true', { limit: 100000, expired: true }],
+    ['eks.revoke 40000', { keyId: 40000 }],
+    ['eks.revoke keyId=32768', { keyId: 32768 }],
+    ['eks.revoke 65535', { keyId: 65535 }],
     ['subscribe interval=0 events=key-rotated', { interval: 0, events: ['key-rotated'] }],
     ['subscribe events=key-rotated events=source-changed', { interval: 10, events: ['key-rotated', 'source-changed'] }],
     ['{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"events":[]}}', { interval: 10, events: [] }],
@@ -372,6 +378,19 @@ describe('dispatch helpers: method lookup, positional binding, params validation
     ['auth token=""', 'MGMT_INVALID_PARAMS'],
     ['subscribe interval=3601', 'MGMT_INVALID_PARAMS'],
     ['subscribe events=nonsense', 'MGMT_INVALID_PARAMS'],
+    ['eks.list limit=0', 'MGMT_INVALID_PARAMS'],
+    ['eks.list limit=100001', 'MGMT_INVALID_PARAMS'],
+    ['eks.list expired=yes', 'MGMT_INVALID_PARAMS'],
+    ['eks.list 5', 'MGMT_TOO_MANY_ARGS'],
+    ['eks.revoke', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke 100', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke 32767', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke 65536', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke 40000.5', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke abc', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke "40000"', 'MGMT_INVALID_PARAMS'],
+    ['eks.revoke 40000 40001', 'MGMT_TOO_MANY_ARGS'],
+    ['eks.revoke 40000 keyId=40001', 'MGMT_DUPLICATE_PARAM'],
   ];
   for (const [line, reason] of INVALID) {
     it(`${line} → -32602 ${reason}`, () => {
@@ -392,7 +411,7 @@ describe('dispatch helpers: method lookup, positional binding, params validation
   });
 
   it('unknown and reserved methods are -32601', () => {
-    for (const name of ['frobnicate', 'eks.list', 'ntpd.config', 'rpc.discover', '__proto__', 'toString', 'hello', 'event']) {
+    for (const name of ['frobnicate', 'eks.keys', 'ntpd.config', 'rpc.discover', '__proto__', 'toString', 'hello', 'event']) {
       const r = lookupMethod(name);
       assert.ok(!r.ok, name);
       assert.equal(r.error.code, RpcErrorCode.METHOD_NOT_FOUND);
@@ -402,7 +421,8 @@ describe('dispatch helpers: method lookup, positional binding, params validation
   it('every method validates its empty params or asks for the required ones', () => {
     for (const name of Object.keys(METHODS) as MethodName[]) {
       const r = checkParams(name, {});
-      if (!r.ok) assert.deepEqual((r.error.data as { issues: { path: string }[] }).issues.map((i) => i.path), name === 'auth' ? ['token'] : ['level']);
+      const required: Partial<Record<MethodName, string[]>> = { auth: ['token'], 'log-level': ['level'], 'eks.revoke': ['keyId'] };
+      if (!r.ok) assert.deepEqual((r.error.data as { issues: { path: string }[] }).issues.map((i) => i.path), required[name], name);
     }
   });
 

@@ -9,7 +9,8 @@
  * are kebab-case. Readers must ignore members they do not know (later versions add some) and keep unknown
  * event kinds as `UnknownEvent`.
  *
- * Later methods get their own namespaces (`eks.*`, `ntpd.*`, `sources`); they join the table when they exist.
+ * Groups of methods have their own namespaces (`ntpd.*` the mode 6 bridge, `eks.*` the ephemeral keys); later ones
+ * (`sources`) join the table when they exist.
  */
 
 import { z } from 'zod';
@@ -54,7 +55,15 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const CLIENT_SORT_KEYS = ['last-seen', 'first-seen', 'packets', 'drops', 'kods', 'address'] as const;
 export type ClientSortKey = (typeof CLIENT_SORT_KEYS)[number];
 
-export const EVENT_KINDS = ['key-rotated', 'config-reloaded', 'certificate-reloaded', 'client-rate-limited', 'listener-error', 'source-changed'] as const;
+export const EVENT_KINDS = [
+  'key-rotated',
+  'config-reloaded',
+  'certificate-reloaded',
+  'client-rate-limited',
+  'listener-error',
+  'source-changed',
+  'key-revoked',
+] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export const LIMITS = {
@@ -73,6 +82,12 @@ export const LIMITS = {
   maxTokenLength: 512,
   /** `clients`: longest filter. */
   maxFilterLength: 64,
+  /** `eks.list`: most keys per answer, and the default. */
+  maxEksList: 100_000,
+  defaultEksList: 1000,
+  /** Ephemeral key ids (docs/eks.md §3): the upper half of ntpd's 16-bit key id space. */
+  minEksKeyId: 32768,
+  maxEksKeyId: 65535,
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -123,6 +138,17 @@ export const NtpdMrulistParams = z.strictObject({
   resall: z.int().min(0).max(0xffff).optional(),
   resany: z.int().min(0).max(0xffff).optional(),
   maxlstint: z.int().min(0).max(0xffffffff).optional(),
+});
+
+/** `eks.list`: issued keys, most recently issued first; `expired` adds expired keys that can still be renewed. */
+export const EksListParams = z.strictObject({
+  limit: z.int().min(1).max(LIMITS.maxEksList).default(LIMITS.defaultEksList),
+  expired: z.boolean().default(false),
+});
+
+/** `eks.revoke`: an ephemeral key id. */
+export const EksRevokeParams = z.strictObject({
+  keyId: z.int().min(LIMITS.minEksKeyId).max(LIMITS.maxEksKeyId),
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -335,6 +361,50 @@ export interface LogLevelResult {
   readonly level: LogLevel;
 }
 
+/** One key of the issuing node's table (docs/eks.md §6): never key material. */
+export interface EksKeyInfo {
+  readonly keyId: number;
+  /** Id of the master key of the ring the key is derived from (as in `keys`). */
+  readonly generation: number;
+  readonly issuedAt: string;
+  readonly expiresAt: string;
+  readonly expired: boolean;
+  /** The client's address as the TLS connection saw it. */
+  readonly address: string;
+  /** The `[[eks.token]]` name the client presented; null for anonymous issuance. */
+  readonly token: string | null;
+  /** Renewals of this id so far (0 for a first issuance). */
+  readonly renewals: number;
+}
+
+export interface EksRevocationInfo {
+  readonly keyId: number;
+  readonly revokedAt: string;
+  /** When every key that could carry the id has expired and the revocation is forgotten. */
+  readonly until: string;
+  /** The identity of the admin who revoked it. */
+  readonly by: string;
+}
+
+export interface EksListResult {
+  /** The ids this node allocates (`eks.key-id-range`). */
+  readonly range: { readonly first: number; readonly last: number };
+  /** Live keys (issued and not expired) in the table, before `limit`. */
+  readonly live: number;
+  /** Most recently issued first. */
+  readonly keys: readonly EksKeyInfo[];
+  /** Revocations in force. */
+  readonly revoked: readonly EksRevocationInfo[];
+}
+
+export interface EksRevokeResult {
+  readonly keyId: number;
+  readonly revokedAt: string;
+  readonly until: string;
+  /** False when the id is not in this node's table (revoked all the same: another node may have issued it). */
+  readonly wasIssuedHere: boolean;
+}
+
 export interface SubscribeResult {
   readonly interval: number;
   readonly events: readonly EventKind[];
@@ -449,6 +519,18 @@ export const METHODS = {
     positional: [],
     description: 'The local ntpd’s packet counters (ntpq sysstats).',
   },
+  'eks.list': {
+    role: 'monitor',
+    params: EksListParams,
+    positional: [],
+    description: 'Ephemeral keys this node issued, most recent first, and revocations (never key material).',
+  },
+  'eks.revoke': {
+    role: 'admin',
+    params: EksRevokeParams,
+    positional: ['keyId'],
+    description: 'Revoke an ephemeral key id on this node until every key that could carry it has expired.',
+  },
 } as const satisfies Readonly<Record<string, MethodSpec>>;
 
 export type MethodName = keyof typeof METHODS;
@@ -475,6 +557,8 @@ export interface Results {
   'ntpd.vars': NtpdVarsResult;
   'ntpd.mrulist': NtpdMrulistResult;
   'ntpd.sysstats': NtpdSysstatsResult;
+  'eks.list': EksListResult;
+  'eks.revoke': EksRevokeResult;
 }
 export type MethodResult<M extends MethodName> = Results[M];
 
@@ -596,6 +680,15 @@ export type KnownEvent =
       readonly source: string;
       readonly previous: TimeStatus | null;
       readonly current: TimeStatus;
+    })
+  | (EventBase & {
+      readonly kind: 'key-revoked';
+      /** The ephemeral key id (32768..65535). */
+      readonly keyId: number;
+      /** The identity of the admin who called `eks.revoke`. */
+      readonly by: string;
+      /** When the revocation lapses (every key that could carry the id has expired). */
+      readonly until: string;
     });
 
 /** An event of a kind this version does not know: kept as it came. */
@@ -613,7 +706,7 @@ export interface NotificationSpec {
 export const NOTIFICATIONS = {
   hello: { description: 'Sent once, first, on every connection: server, version, auth methods and the current role.' },
   stats: { description: 'Periodic counters for a subscription with interval > 0; same object as the stats result.' },
-  event: { description: 'Something happened: key rotated, configuration or certificate reloaded, client rate-limited, listener error, source changed.' },
+  event: { description: 'Something happened: key rotated, configuration or certificate reloaded, client rate-limited, listener error, source changed, ephemeral key revoked.' },
 } as const satisfies Readonly<Record<string, NotificationSpec>>;
 
 export type NotificationName = keyof typeof NOTIFICATIONS;

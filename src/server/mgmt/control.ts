@@ -7,6 +7,8 @@ import { EventEmitter } from 'node:events';
 import type { MgmtConfig } from '../../config/types.js';
 import type {
   CertificateInfo,
+  EksListResult,
+  EksRevokeResult,
   KeysResult,
   KnownEvent,
   LogLevel,
@@ -69,6 +71,18 @@ export interface NtpdView {
   sysstats(): Promise<NtpdSysstatsResult>;
 }
 
+/** The ephemeral key service's issuance table on this node (docs/eks.md §6): no key material ever leaves it. */
+export interface EksView {
+  /** Issued keys, most recently issued first, at most `params.limit`; expired ones too with `params.expired`. */
+  list(params: Params<'eks.list'>): EksListResult;
+  /**
+   * Revokes `keyId` (32768..65535) until every key that could carry it has expired, saves the table and emits
+   * `key-revoked`; `by`: the admin's identity. Throws `ControlError('BACKEND_UNAVAILABLE', …, { backend:
+   * 'state-dir' })` when the table cannot be saved.
+   */
+  revoke(keyId: number, by: string): Promise<EksRevokeResult>;
+}
+
 export interface DaemonControl {
   readonly events: DaemonEvents;
   /** The status result without the caller's session and without `connections` (the service adds both). */
@@ -91,6 +105,8 @@ export interface DaemonControl {
   clientCaConfigured(): boolean;
   /** The ntpd at `ntpd.address`. */
   ntpd(): NtpdView;
+  /** The ephemeral keys this node issued. */
+  eks(): EksView;
 }
 
 /** `2025-01-02T03:04:05.678901Z` from Unix microseconds. */

@@ -5,9 +5,9 @@
  * Theory of operation
  * - One `Session` per connection: its role, how it got it, a `LineDecoder` fed by the socket, and at most one
  *   subscription. The server speaks first (`hello`), then answers each line in order.
- * - Lines are processed one at a time. Most methods answer synchronously; `rotate-keys` and `reload` are
- *   asynchronous: while one runs the socket is paused (TCP backpressure) and the lines already read wait in the
- *   decoder, so memory per connection is bounded by the line limit plus one read.
+ * - Lines are processed one at a time. Most methods answer synchronously; `rotate-keys`, `reload`, `eks.revoke`
+ *   and the `ntpd.*` bridge are asynchronous: while one runs the socket is paused (TCP backpressure) and the
+ *   lines already read wait in the decoder, so memory per connection is bounded by the line limit plus one read.
  * - Processing order of a line (§4): framing error → parse → lookup (-32601) → role (-32001/-32002) → params
  *   (-32602) → the method. Nothing the peer sends can throw past `#process`; a bug answers -32603.
  * - Output: responses are always written; `stats` notifications are skipped and events dropped (counted in the
@@ -532,6 +532,12 @@ export class MgmtService implements Service {
         return this.#backend(() => control.ntpd().mrulist(params as Params<'ntpd.mrulist'>));
       case 'ntpd.sysstats':
         return this.#backend(() => control.ntpd().sysstats());
+      case 'eks.list':
+        return { result: control.eks().list(params as Params<'eks.list'>) };
+      case 'eks.revoke': {
+        const { keyId } = params as Params<'eks.revoke'>;
+        return this.#admin(session, 'eks.revoke', () => control.eks().revoke(keyId, session.identity ?? who(session)), { keyId });
+      }
     }
   }
 
@@ -558,14 +564,15 @@ export class MgmtService implements Service {
     }
   }
 
-  async #admin(session: Session, action: string, run: () => Promise<unknown>): Promise<Result> {
+  /** An admin action: counted, and logged with who asked (and `details`, e.g. the key id) before it runs. */
+  async #admin(session: Session, action: string, run: () => Promise<unknown>, details: Readonly<Record<string, unknown>> = {}): Promise<Result> {
     this.counters.inc('admin_actions', action);
-    this.#logger.warn({ by: who(session), action }, `management: ${action} requested`);
+    this.#logger.warn({ by: who(session), action, ...details }, `management: ${action} requested`);
     try {
       return { result: await run() };
     } catch (error) {
       if (!(error instanceof ControlError)) throw error;
-      this.#logger.warn({ by: who(session), action, code: error.code }, `management: ${action} failed: ${error.message}`);
+      this.#logger.warn({ by: who(session), action, ...details, code: error.code }, `management: ${action} failed: ${error.message}`);
       return { error: this.#controlError(error) };
     }
   }
