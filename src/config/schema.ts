@@ -84,7 +84,7 @@ export const DEFAULTS = {
   eks: {
     access: 'anonymous',
     token: [],
-    'key-lifetime': '2d',
+    'key-lifetime': '',
     'key-id-range': [32768, 65535],
     'issue-burst': 5,
     'issue-interval': '1m',
@@ -432,7 +432,10 @@ const keyIdRange = () =>
 const eksSchema = table({
   access: oneOf('EKS access policy', EKS_ACCESS).prefault(E.access),
   token: arrayOfTables(eksTokenSchema, 'eks.token').prefault([]),
-  'key-lifetime': duration().prefault(E['key-lifetime']),
+  // "": twice nts.key-rotation (resolved with [nts] below), so a shorter rotation needs no EKS setting.
+  'key-lifetime': syntax('a duration string like "2d"', (s): ValueResult<number | null> => (s === '' ? { ok: true, value: null } : parseDuration(s))).prefault(
+    E['key-lifetime'],
+  ),
   'key-id-range': keyIdRange().prefault([...E['key-id-range']]),
   'issue-burst': int(1, MAX_COUNT).prefault(E['issue-burst']),
   'issue-interval': duration().prefault(E['issue-interval']),
@@ -476,6 +479,6 @@ export const configSchema = table({
     ntpd: r.ntpd,
     chrony: r.chrony,
     mgmt: r.mgmt,
-    eks: r.eks,
+    eks: { ...r.eks, keyLifetimeMs: r.eks.keyLifetimeMs ?? 2 * r.nts.keyRotationMs },
   }),
 );

@@ -205,7 +205,7 @@ export interface EksToken {
 export interface EksConfig {
   readonly access: EksAccess;
   readonly tokens: readonly EksToken[];
-  /** From the creation of the key ring generation a key is issued under to its expiry. */
+  /** From the creation of the key ring generation a key is issued under to its expiry; default twice `nts.keyRotationMs`. */
   readonly keyLifetimeMs: number;
   /** Key ids this node allocates, within 32768..65535. */
   readonly keyIdFirst: number;

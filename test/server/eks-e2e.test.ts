@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -343,6 +343,33 @@ describe('EKS: keys survive a restart; broken keys files are clear errors', () =
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('another node holding the same key ring verifies a key it never issued', async () => {
+    const dirA = mkdtempSync(join(tmpdir(), 'ntptsd-eks-a-'));
+    const dirB = mkdtempSync(join(tmpdir(), 'ntptsd-eks-b-'));
+    const peer = await UdpPeer.open();
+    let a: RunningDaemon | undefined;
+    let b: RunningDaemon | undefined;
+    try {
+      writeFileSync(join(dirA, 'ntp.keys'), '');
+      writeFileSync(join(dirB, 'ntp.keys'), '');
+      const [ntpA, ntpB, keA, keB] = [await freeUdpPort(), await freeUdpPort(), await freeTcpPort(), await freeTcpPort()];
+      a = await startDaemon({ config: config(ntpA, keA, join(dirA, 'm.sock')).replace('KEYS_FILE', join(dirA, 'ntp.keys')), dir: dirA, keepDir: true });
+      const key = await fetchKey(keA, daemonCa(a.stateDir));
+      // Node B: its own certificate and issuance table, node A's key ring.
+      mkdirSync(join(dirB, 'state'), { mode: 0o700 });
+      copyFileSync(join(a.stateDir, 'keyring.json'), join(dirB, 'state', 'keyring.json'));
+      b = await startDaemon({ config: config(ntpB, keB, join(dirB, 'm.sock')).replace('KEYS_FILE', join(dirB, 'ntp.keys')), dir: dirB, keepDir: true });
+      await peer.send(macRequest(key.keyId, 'AES128CMAC', key.key), ntpB);
+      assert.equal(judge(await peer.receive(), key.keyId, 'AES128CMAC', key.key), 'verified');
+    } finally {
+      peer.close();
+      await a?.stop();
+      await b?.stop();
+      rmSync(dirA, { recursive: true, force: true });
+      rmSync(dirB, { recursive: true, force: true });
     }
   });
 
