@@ -44,6 +44,14 @@ export { loadConfigFile, loadConfigText, defaultConfig, formatConfig, type Confi
 
 export { ClientError, type ClientErrorCode } from './client/errors.js';
 export { ntsKeyExchange, NTSKE_DEFAULT_PORT, NTP_DEFAULT_PORT, DEFAULT_CLIENT_AEADS, type NtsKeOptions, type NtsKeResult } from './client/ntske.js';
+export {
+  fetchEphemeralKey,
+  describeEksError,
+  eksErrorClientCode,
+  EKS_DEFAULT_PORT,
+  type EphemeralKeyOptions,
+  type EphemeralKeyResult,
+} from './client/eks.js';
 export { queryTime, queryNtp, NtsClient, type TimeSample, type Leap, type QueryOptions, type NtsClientOptions, type TimeQueryOptions } from './client/ntp.js';
 
 export {

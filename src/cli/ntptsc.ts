@@ -3,7 +3,8 @@
  * capabilities behind them land; every command takes --json and exits non-zero with a one-line reason.
  *
  * A thin layer: commander reads the command line, the library (src/client) does the work, the pure helpers
- * in ./format.ts and ./mgmt-format.ts check argument values and shape the output. The management commands
+ * in ./format.ts and ./mgmt-format.ts check argument values and shape the output (`ekey`, the ephemeral key
+ * client of docs/eks.md, runs in ./ekey.ts with its helpers in ./ekey-format.ts). The management commands
  * (status, services, stats, clients, keys, rotate-keys, reload, log-level, watch, call, and `ntpd peers|vars|
  * mrulist|sysstats`, which ask the local ntpd through the daemon's mode 6 bridge, and `eks list|revoke`, the
  * ephemeral keys the daemon issued) speak ntp-mgmt/1
@@ -33,6 +34,8 @@ import { queryTime, type TimeQueryOptions } from '../client/ntp.js';
 import { NTP_DEFAULT_PORT, NTSKE_DEFAULT_PORT, ntsKeyExchange } from '../client/ntske.js';
 import { parseDuration } from '../config/index.js';
 import { VERSION } from '../version.js';
+import { processStopSignals, runEkey, type EkeyCliOptions } from './ekey.js';
+import { EKEY_FORMATS, parseSeconds } from './ekey-format.js';
 import {
   errorJson,
   formatJson,
@@ -109,7 +112,7 @@ const MGMT_COMMANDS = ['status', 'services', 'stats', 'clients', 'keys', 'rotate
 const NTPD_COMMANDS = ['peers', 'vars', 'mrulist', 'sysstats'];
 /** The subcommands of `eks`. */
 const EKS_COMMANDS = ['list', 'revoke'];
-const COMMANDS = ['time', 'ke', ...MGMT_COMMANDS];
+const COMMANDS = ['time', 'ke', 'ekey', ...MGMT_COMMANDS];
 const VALUE_OPTIONS = [
   '--ke-port',
   '--ca',
@@ -132,6 +135,10 @@ const VALUE_OPTIONS = [
   '--resall',
   '--resany',
   '--maxlstint',
+  '--format',
+  '--out',
+  '--on-renew',
+  '--renew-after',
 ];
 /** `watch` without --interval: a live view, so more often than the daemon's default of 10 s. */
 const DEFAULT_WATCH_INTERVAL_S = 2;
@@ -171,6 +178,7 @@ const maxlstintValue = valueOf((text) => {
   if (!ms.ok) return ms;
   return ms.value % 1000 === 0 ? { ok: true, value: ms.value / 1000 } : { ok: false, error: `maxlstint is whole seconds, got ${JSON.stringify(text)}` };
 });
+const secondsValue = valueOf(parseSeconds);
 const filterValue = (text: string): string => {
   if (text.length < 1 || text.length > LIMITS.maxFilterLength) throw new InvalidArgumentError(`a filter has 1 to ${LIMITS.maxFilterLength} characters`);
   return text;
@@ -459,6 +467,25 @@ export function buildProgram(io: CliIo = processIo, state: { exitCode: number } 
     .option('--json', 'print one JSON document')
     .action(async (target: string, opts: CommonOptions) => {
       state.exitCode = await runKe(target, opts, io);
+    });
+
+  program
+    .command('ekey')
+    .description('fetch an ephemeral AES-128-CMAC key (docs/eks.md) for an NTP client without NTS; with --out, keep it in its keys file')
+    .argument('<host[:port]>', 'EKS server (port 4460); IPv6 as [addr]:port or a bare address')
+    .option('--ca <file>', 'trust the CAs in this PEM file instead of the system store')
+    .option('--token <token>', 'send this token (servers with eks.access = "token")')
+    .option('--token-file <file>', 'send the token on the first line of this file')
+    .addOption(new Option('--format <format>', 'key line for ntpd/NTPsec keys files (ntp, the default), chrony keyfiles, or a JSON document').choices(EKEY_FORMATS))
+    .option('--out <file>', 'write the key into this keys file (its "ntptsc ekey HOST:PORT" block; other lines are kept), renewing the key it holds')
+    .option('--renew', 'with --out: keep running, renew at 2/3 of the lifetime; exit on SIGTERM/SIGINT')
+    .option('--on-renew <command>', 'with --out: run this through /bin/sh after each write (e.g. "chronyc rekey")')
+    .option('--timeout <duration>', 'for each exchange, e.g. "3s" (default 5s)', timeoutValue)
+    // For tests: renew this many seconds after each write instead of at 2/3 of the lifetime.
+    .addOption(new Option('--renew-after <seconds>').argParser(secondsValue).hideHelp())
+    .option('--json', 'print one JSON document (with --renew: one line per write)')
+    .action(async (target: string, opts: EkeyCliOptions) => {
+      state.exitCode = await runEkey(target, opts, io, io === processIo ? processStopSignals : undefined);
     });
 
   const mgmt = (name: string, description: string) => withMgmtOptions(program.command(name).description(description));

@@ -1,4 +1,4 @@
-/** Errors of the NTP/NTS clients: one class, a stable `code` to match on, a one-line message for people. */
+/** Errors of the NTP/NTS/EKS clients: one class, a stable `code` to match on, a one-line message for people. */
 export type ClientErrorCode =
   | 'KE_CONNECT' // TCP connection refused or unreachable
   | 'KE_TLS' // TLS handshake failed (not a certificate problem)
@@ -14,7 +14,26 @@ export type ClientErrorCode =
   | 'NTP_KISS' // a kiss-o'-death (RATE, DENY, RSTR, NTSN, ...)
   | 'NTP_UNSYNCHRONIZED' // the server says it is not synchronised
   | 'NTP_SOCKET' // local socket error or name resolution failure
-  | 'NTS_NO_COOKIES'; // every cookie used up and no NTS-KE possible
+  | 'NTS_NO_COOKIES' // every cookie used up and no NTS-KE possible
+  // The ephemeral key service client (docs/eks.md, src/client/eks.ts):
+  | 'EKS_CONNECT' // TCP connection refused or unreachable
+  | 'EKS_TLS' // TLS handshake failed (not a certificate or version problem)
+  | 'EKS_TLS_VERSION' // the server does not speak TLS 1.3
+  | 'EKS_CERTIFICATE' // the server certificate did not verify
+  | 'EKS_ALPN' // the server did not agree to ntp-eks/1
+  | 'EKS_TIMEOUT'
+  | 'EKS_CLOSED' // the server closed the connection before a complete response
+  | 'EKS_BAD_RESPONSE' // the response broke docs/eks.md §2 (details.decodeError: the codec's code)
+  | 'EKS_ABORTED' // the caller's AbortSignal fired
+  // An Error record (docs/eks.md §2), by its code; details.errorCode holds the number.
+  | 'EKS_ERROR_0' // Unrecognized Critical Record
+  | 'EKS_ERROR_1' // Bad Request
+  | 'EKS_ERROR_2' // Internal Error
+  | 'EKS_ERROR_3' // Unauthorized: token required or not accepted
+  | 'EKS_ERROR_4' // Try Later
+  | 'EKS_ERROR_5' // No Common Algorithm
+  | 'EKS_ERROR_6' // Renewal Refused
+  | 'EKS_ERROR_RECORD'; // an Error record with a code docs/eks.md does not assign
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';
