@@ -28,7 +28,7 @@ import { loadStaticMacKeys } from './ntp-keys.js';
 import { EphemeralKeys } from '../crypto/ephemeral-keys.js';
 import { StaticAndEphemeralKeys } from '../proto/ntp/mac-keys.js';
 import type { PreparedMac } from '../crypto/symmetric-mac.js';
-import { EksStore, EKS_STATE_FILE } from './eks-store.js';
+import { EksStore, EKS_JOURNAL_FILE, EKS_STATE_FILE } from './eks-store.js';
 import { EksService } from './services/eks.js';
 import { ServiceRegistry } from './service.js';
 import { RateLimitSampler } from './mgmt/auth.js';
@@ -50,7 +50,7 @@ export interface RunDaemonOptions {
 const EXIT_STARTUP_FAILED = 1;
 
 /** Top-level settings whose changes apply only at the next restart (they are fixed when the daemon starts). */
-const RESTART_ONLY = new Set(['daemon.state-dir', 'daemon.user', 'daemon.log-format', 'ntp', 'time', 'ntpd', 'chrony']);
+const RESTART_ONLY = new Set(['daemon.state-dir', 'daemon.user', 'daemon.log-format', 'ntp', 'time', 'ntpd', 'chrony', 'eks.key-lifetime']);
 /** `ntp.keys-file` is re-read by every reload (its contents may change under the same name); the rest of `[ntp]` needs a restart. */
 const withoutKeysFile = (ntp: Config['ntp']) => ({ ...ntp, keysFile: null });
 
@@ -69,6 +69,7 @@ export function changedKeys(before: Config, after: Config): { changed: string[];
   const listeners = Math.max(before.listeners.length, after.listeners.length);
   for (let i = 0; i < listeners; i++) if (!same(before.listeners[i], after.listeners[i])) changed.push(`listener[${i}]`);
   for (const key of ['nts', 'ntpd', 'chrony', 'mgmt', 'eks'] as const) if (!same(before[key], after[key])) changed.push(key);
+  if (before.eks.keyLifetimeMs !== after.eks.keyLifetimeMs) changed.push('eks.key-lifetime');
   return { changed, restartRequired: changed.filter((k) => RESTART_ONLY.has(k) || k.startsWith('listener[')) };
 }
 
@@ -187,7 +188,7 @@ async function dropPrivileges(user: string, stateDir: string, logger: Logger): P
   const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
   await chown(stateDir, uid, gid);
-  for (const file of ['keyring.json', EKS_STATE_FILE, 'cert.pem', 'key.pem']) await chown(`${stateDir}/${file}`, uid, gid).catch(() => undefined);
+  for (const file of ['keyring.json', EKS_STATE_FILE, EKS_JOURNAL_FILE, 'cert.pem', 'key.pem']) await chown(`${stateDir}/${file}`, uid, gid).catch(() => undefined);
   process.setgroups?.([gid]);
   process.setgid?.(gid);
   process.setuid?.(uid);
@@ -252,19 +253,22 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       if (suppressed !== null) events.emitEvent({ kind: 'client-rate-limited', address, service: 'ntp', suppressed });
     };
     // Ephemeral keys (docs/eks.md): verified by every node holding the ring, issued by nodes serving "eks".
+    // The lifetime is fixed at start: changing it changes the expiry of keys already issued (docs/eks.md §4).
+    const eksLifetimeMicros = config.eks.keyLifetimeMs * 1000;
     const eksStore = await EksStore.open({
       stateDir: config.daemon.stateDir,
       range: { first: config.eks.keyIdFirst, last: config.eks.keyIdLast },
       logger,
       nowMicros: () => clock.nowMicros(),
       generationInRing: (generation) => keyRing.ring.get(generation) !== undefined,
+      renewWindowMicros: eksLifetimeMicros,
     });
     eksStore.start();
     cleanups.push(() => eksStore.stop());
     const ephemeralKeys = new EphemeralKeys({
       keyRing: () => keyRing.ring,
-      lifetimeMicros: () => config.eks.keyLifetimeMs * 1000,
-      isRevoked: (keyId) => eksStore.table.isRevoked(keyId, clock.nowMicros()),
+      lifetimeMicros: () => eksLifetimeMicros,
+      isRevoked: (keyId) => eksStore.table.isRevoked(keyId),
     });
     const macKeysFor = (staticKeys: ReadonlyMap<number, PreparedMac>) => new StaticAndEphemeralKeys({ static: staticKeys, ephemeral: ephemeralKeys });
     let macKeys = macKeysFor(await loadStaticMacKeys(config.ntp.keysFile));
@@ -298,7 +302,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     const ntsKe = new NtsKeService({ settings: ntsSettings(config), keyRing: () => keyRing.ring, onExchange: metrics?.observeExchange });
     const registry = new ServiceRegistry().register(ntsKe);
     const eks = config.listeners.some((l) => l.services.includes('eks'))
-      ? new EksService({ config: () => config.eks, keys: ephemeralKeys, store: eksStore, nowMicros: () => clock.nowMicros() })
+      ? new EksService({ config: () => config.eks, keys: ephemeralKeys, store: eksStore, nowMicros: () => clock.nowMicros(), renewWindowMicros: eksLifetimeMicros })
       : undefined;
     if (eks) registry.register(eks);
     if (metrics) registry.register(createMetricsService(metrics));
@@ -513,21 +517,24 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
               token: k.token,
               renewals: k.renewals,
             })),
-            revoked: table.revocations(now).map((r) => ({ keyId: r.keyId, revokedAt: isoMicros(r.revokedAtMicros), until: isoMicros(r.untilMicros), by: r.by })),
+            revoked: table.revocations().map((r) => ({ keyId: r.keyId, revokedAt: isoMicros(r.revokedAtMicros), until: isoMicros(r.untilMicros), by: r.by })),
           };
         },
         revoke: async (keyId, by) => {
           const now = clock.nowMicros();
-          // docs/eks.md §6: until every generation in the ring now has left it, so no key carrying the id can verify.
+          // docs/eks.md §6: until every generation in the ring now has left it, so no key carrying the id can verify;
+          // `until` is when that is expected (the oldest kept key goes first, one rotation at a time).
           const policy = keyRing.policy;
-          const until = now + (policy.keysKept + 1) * policy.rotationMicros;
+          const ring = keyRing.ring;
+          const until = ring.nextRotationMicros(policy) + policy.keysKept * policy.rotationMicros;
           const wasIssuedHere = eksStore.table.get(keyId) !== undefined;
           // In force at once, whatever happens to the save: failing safe means refusing the key now.
-          const revocation = eksStore.table.revoke(keyId, now, until, by);
+          const entry = eksStore.table.revoke(keyId, now, ring.keys.map((k) => k.id), until, by);
+          const revocation = entry.revocation;
           logger.warn({ keyId, by, until: isoMicros(until), wasIssuedHere }, 'management: ephemeral key revoked');
           events.emitEvent({ kind: 'key-revoked', keyId, by, until: isoMicros(until) });
           try {
-            await eksStore.save();
+            await eksStore.append(entry);
           } catch (error) {
             throw new ControlError('BACKEND_UNAVAILABLE', `key ${keyId} is revoked, but ${(error as Error).message}: the revocation would not survive a restart; revoke again`, { backend: 'state-dir' });
           }

@@ -1,20 +1,24 @@
 /**
- * The EKS issuance table on disk: `<state-dir>/eks.json`, mode 0600, replaced atomically (docs/eks.md §6).
- *
- * Writes: at once when the id allocation cursor moves past its reservation (before the key is handed out, so a
- * crash never hands an id out twice) and for every revocation (a revocation must survive a restart); otherwise
- * at most once a second after a change, and at stop. A file that exists but cannot be read or parsed stops the
- * daemon: starting afresh would forget revocations and could reissue ids that clients hold.
+ * The EKS issuance table on disk (docs/eks.md §6), mode 0600 in the state dir:
+ * - `eks.journal`: one JSON line per issuance, renewal or revocation, appended and fsync'd before the key (or the
+ *   revocation's answer) goes out — so no crash can forget an id that a client holds and hand it out again;
+ * - `eks.json`: the compacted table, replaced atomically every `COMPACT_LINES` entries, every minute when the
+ *   journal is not empty, and at stop; the journal is emptied after each compaction. Replaying entries that the
+ *   snapshot already holds changes nothing, so a crash between the two steps is harmless.
+ * At start the snapshot is read, then the journal replayed; a torn last line (a crash mid-append) is dropped with a
+ * warning. Anything else that cannot be read or parsed stops the daemon: starting afresh would forget revocations
+ * and could reissue ids that clients hold.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IssuedKeys, parseIssuedKeys, type KeyIdRange } from '../proto/eks/issued-keys.js';
+import { IssuedKeys, journalLine, parseIssuedKeys, parseJournalLine, type EksJournalEntry, type GenerationInRing, type KeyIdRange } from '../proto/eks/issued-keys.js';
 import type { Logger } from './log.js';
 import { writeFileAtomic } from './state-files.js';
 
 export const EKS_STATE_FILE = 'eks.json';
-const SAVE_DELAY_MS = 1_000;
-const PRUNE_INTERVAL_MS = 60_000;
+export const EKS_JOURNAL_FILE = 'eks.journal';
+const COMPACT_LINES = 1_000;
+const MAINTENANCE_INTERVAL_MS = 60_000;
 
 export class EksStoreError extends Error {
   override readonly name = 'EksStoreError';
@@ -31,84 +35,130 @@ export interface EksStoreOptions {
   readonly range: KeyIdRange;
   readonly logger: Logger;
   readonly nowMicros: () => number;
-  /** Whether a key ring generation (master key id) is still in the ring. */
-  readonly generationInRing: (generation: number) => boolean;
+  readonly generationInRing: GenerationInRing;
+  /** docs/eks.md §5: how long after expiry a key may still be renewed (its id stays held meanwhile). */
+  readonly renewWindowMicros: number;
 }
+
+async function readOptional(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    throw new EksStoreError('EKS_STATE_UNREADABLE', `cannot read ${path}: ${code ?? String(error)}`);
+  }
+}
+
+const corrupt = (path: string, detail: string) =>
+  new EksStoreError(
+    'EKS_STATE_CORRUPT',
+    `${path} is corrupt (${detail}); refusing to start without it, since revocations and issued key ids would be forgotten — restore it or remove it deliberately`,
+  );
 
 export class EksStore {
   readonly table: IssuedKeys;
-  readonly path: string;
+  readonly snapshotPath: string;
+  readonly journalPath: string;
   readonly #options: EksStoreOptions;
-  #saveTimer: NodeJS.Timeout | undefined;
-  #pruneTimer: NodeJS.Timeout | undefined;
-  /** Saves run one after another: a later one always writes the newer state. */
-  #saving: Promise<void> = Promise.resolve();
+  #journal: FileHandle | null = null;
+  #journalLines = 0;
+  #timer: NodeJS.Timeout | undefined;
+  /** Writes run one after another, in order. */
+  #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(table: IssuedKeys, options: EksStoreOptions, path: string) {
+  private constructor(table: IssuedKeys, options: EksStoreOptions, journalLines: number) {
     this.table = table;
     this.#options = options;
-    this.path = path;
+    this.snapshotPath = join(options.stateDir, EKS_STATE_FILE);
+    this.journalPath = join(options.stateDir, EKS_JOURNAL_FILE);
+    this.#journalLines = journalLines;
   }
 
   static async open(options: EksStoreOptions): Promise<EksStore> {
-    const path = join(options.stateDir, EKS_STATE_FILE);
-    let text: string | null = null;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') throw new EksStoreError('EKS_STATE_UNREADABLE', `cannot read ${path}: ${code ?? String(error)}`);
+    const snapshotPath = join(options.stateDir, EKS_STATE_FILE);
+    const journalPath = join(options.stateDir, EKS_JOURNAL_FILE);
+    const snapshot = await readOptional(snapshotPath);
+    let table = new IssuedKeys(options.range);
+    if (snapshot !== null) {
+      const parsed = parseIssuedKeys(snapshot);
+      if (!parsed.ok) throw corrupt(snapshotPath, `${parsed.error.code}: ${parsed.error.message}`);
+      table = new IssuedKeys(options.range, parsed.value);
     }
-    if (text === null) return new EksStore(new IssuedKeys(options.range), options, path);
-    const parsed = parseIssuedKeys(text);
-    if (!parsed.ok) {
-      throw new EksStoreError(
-        'EKS_STATE_CORRUPT',
-        `${path} is corrupt (${parsed.error.code}: ${parsed.error.message}); refusing to start without it, since revocations and issued key ids would be forgotten — restore it or remove it deliberately`,
-      );
+    const journal = (await readOptional(journalPath)) ?? '';
+    const lines = journal.split('\n');
+    const torn = lines.pop() ?? ''; // after the last newline: empty, or a line whose append did not finish
+    if (torn !== '') options.logger.warn({ path: journalPath, bytes: torn.length }, 'EKS journal ends with an unfinished entry (a crash while writing it); dropping it');
+    for (const [i, line] of lines.entries()) {
+      const entry = parseJournalLine(line);
+      if (!entry.ok) throw corrupt(journalPath, `line ${i + 1}: ${entry.error.code}: ${entry.error.message}`);
+      table.apply(entry.value);
     }
-    const table = new IssuedKeys(options.range, parsed.value);
-    options.logger.info({ path, issued: parsed.value.issued.length, revoked: parsed.value.revoked.length }, 'loaded the EKS issuance table');
-    return new EksStore(table, options, path);
+    if (snapshot !== null || lines.length > 0) {
+      options.logger.info({ path: snapshotPath, issued: table.all().length, revoked: table.revocations().length, replayed: lines.length }, 'loaded the EKS issuance table');
+    }
+    const store = new EksStore(table, options, lines.length);
+    // A torn line must not stay in front of the next append.
+    if (torn !== '') await store.compact();
+    return store;
   }
 
   start(): void {
-    this.#pruneTimer = setInterval(() => {
-      if (this.table.prune(this.#options.nowMicros(), this.#options.generationInRing) > 0) this.saveSoon();
-    }, PRUNE_INTERVAL_MS);
-    this.#pruneTimer.unref();
+    this.#timer = setInterval(() => void this.#maintain(), MAINTENANCE_INTERVAL_MS);
+    this.#timer.unref();
   }
 
-  /** Saves within a second; several changes share one write. */
-  saveSoon(): void {
-    if (this.#saveTimer !== undefined) return;
-    this.#saveTimer = setTimeout(() => {
-      this.#saveTimer = undefined;
-      this.save().catch((error: unknown) => this.#options.logger.error({ err: error }, 'cannot save the EKS issuance table; retrying at the next change'));
-    }, SAVE_DELAY_MS);
-    this.#saveTimer.unref();
-  }
-
-  /** Writes the table now. Throws `EksStoreError` when it cannot. */
-  save(): Promise<void> {
-    const run = this.#saving.then(async () => {
-      const text = this.table.serialize();
+  /** Appends `entry` to the journal and waits until it is on disk. Throws `EksStoreError` when it cannot. */
+  append(entry: EksJournalEntry): Promise<void> {
+    return this.#enqueue(async () => {
       try {
-        await writeFileAtomic(this.path, text, 0o600);
+        this.#journal ??= await open(this.journalPath, 'a', 0o600);
+        await this.#journal.appendFile(`${journalLine(entry)}\n`);
+        await this.#journal.datasync();
       } catch (error) {
-        this.table.dirty = true;
-        throw new EksStoreError('EKS_STATE_WRITE_FAILED', `cannot write ${this.path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        throw new EksStoreError('EKS_STATE_WRITE_FAILED', `cannot write ${this.journalPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
       }
+      this.#journalLines++;
+      if (this.#journalLines >= COMPACT_LINES) await this.#compactNow();
     });
-    this.#saving = run.catch(() => undefined);
-    return run;
+  }
+
+  /** Writes the snapshot and empties the journal. */
+  compact(): Promise<void> {
+    return this.#enqueue(() => this.#compactNow());
+  }
+
+  async #compactNow(): Promise<void> {
+    try {
+      await writeFileAtomic(this.snapshotPath, this.table.serialize(), 0o600);
+      this.#journal ??= await open(this.journalPath, 'a', 0o600);
+      await this.#journal.truncate(0);
+      await this.#journal.datasync();
+    } catch (error) {
+      throw new EksStoreError('EKS_STATE_WRITE_FAILED', `cannot compact the EKS table into ${this.snapshotPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+    this.#journalLines = 0;
+  }
+
+  async #maintain(): Promise<void> {
+    const pruned = this.table.prune(this.#options.nowMicros(), this.#options.generationInRing, this.#options.renewWindowMicros);
+    if (pruned === 0 && this.#journalLines === 0) return;
+    await this.compact().catch((error: unknown) => this.#options.logger.error({ err: error }, 'cannot compact the EKS issuance table; the journal keeps every change'));
+  }
+
+  #enqueue<T>(run: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(run);
+    this.#queue = next.catch(() => undefined);
+    return next;
   }
 
   async stop(): Promise<void> {
-    if (this.#saveTimer !== undefined) clearTimeout(this.#saveTimer);
-    if (this.#pruneTimer !== undefined) clearInterval(this.#pruneTimer);
-    this.#saveTimer = undefined;
-    this.#pruneTimer = undefined;
-    if (this.table.dirty) await this.save().catch((error: unknown) => this.#options.logger.error({ err: error }, 'cannot save the EKS issuance table at stop'));
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (this.#journalLines > 0) await this.compact().catch((error: unknown) => this.#options.logger.error({ err: error }, 'cannot compact the EKS issuance table at stop; the journal keeps every change'));
+    await this.#enqueue(async () => {
+      await this.#journal?.close();
+      this.#journal = null;
+    });
   }
 }

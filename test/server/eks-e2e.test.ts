@@ -286,6 +286,8 @@ describe('EKS and MAC authentication, end to end', () => {
     ]);
     assert.deepEqual(await errorOf(unknownCritical), { kind: 'error', errorCode: EksErrorCode.UNRECOGNIZED_CRITICAL_RECORD, warnings: [] });
     assert.deepEqual(await errorOf({ algorithms: [7, 9], token: null, renew: null }), { kind: 'error', errorCode: EksErrorCode.NO_COMMON_ALGORITHM, warnings: [] });
+    const trailing = new Uint8Array([...encodeEksRequest({ algorithms: [1], token: null, renew: null }), 0, 1, 0, 0]);
+    assert.deepEqual(await errorOf(trailing), { kind: 'error', errorCode: EksErrorCode.BAD_REQUEST, warnings: [] });
     const oversized = encodeRawRecords([{ type: 4, critical: true, body: new Uint8Array(2000) }]);
     assert.deepEqual(await errorOf(oversized), { kind: 'error', errorCode: EksErrorCode.BAD_REQUEST, warnings: [] });
   });
@@ -364,12 +366,50 @@ describe('EKS: keys survive a restart; broken keys files are clear errors', () =
       b = await startDaemon({ config: config(ntpB, keB, join(dirB, 'm.sock')).replace('KEYS_FILE', join(dirB, 'ntp.keys')), dir: dirB, keepDir: true });
       await peer.send(macRequest(key.keyId, 'AES128CMAC', key.key), ntpB);
       assert.equal(judge(await peer.receive(), key.keyId, 'AES128CMAC', key.key), 'verified');
+      // Renewal happens where the key was issued: node B never hands out (or renews) node A's ids.
+      assert.deepEqual(await renew(keB, daemonCa(b.stateDir), key), { kind: 'error', errorCode: EksErrorCode.RENEWAL_REFUSED, warnings: [] });
+      assert.equal((await renew(keA, daemonCa(a.stateDir), key)).kind, 'key');
     } finally {
       peer.close();
       await a?.stop();
       await b?.stop();
       rmSync(dirA, { recursive: true, force: true });
       rmSync(dirB, { recursive: true, force: true });
+    }
+  });
+
+  test('an issuance is on disk before the key goes out: after a kill -9 the id is neither lost nor reissued; a torn journal line is dropped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ntptsd-eks-crash-'));
+    try {
+      const ntpPort = await freeUdpPort();
+      const kePort = await freeTcpPort();
+      const sock = join(dir, 'm.sock');
+      writeFileSync(join(dir, 'ntp.keys'), '');
+      const text = config(ntpPort, kePort, sock).replace('KEYS_FILE', join(dir, 'ntp.keys'));
+      let daemon = await startDaemon({ config: text, dir, keepDir: true });
+      const key = await fetchKey(kePort, daemonCa(daemon.stateDir));
+      daemon.signal('SIGKILL');
+      await daemon.stop();
+      const journal = join(daemon.stateDir, 'eks.journal');
+      assert.match(readFileSync(journal, 'utf8'), new RegExp(`"id":${key.keyId}`));
+      writeFileSync(journal, `${readFileSync(journal, 'utf8')}{"op":"iss`); // a crash in the middle of an append
+      daemon = await startDaemon({ config: text, dir, keepDir: true });
+      try {
+        await daemon.waitForLog((l) => String(l.msg).includes('unfinished entry'));
+        const list = (await mgmt(sock, 'eks.list')) as { keys: Array<{ keyId: number }> };
+        assert.deepEqual(list.keys.map((k) => k.keyId), [key.keyId]);
+        assert.equal((await renew(kePort, daemonCa(daemon.stateDir), key)).kind, 'key', 'still renewable after the crash');
+        assert.notEqual((await fetchKey(kePort, daemonCa(daemon.stateDir))).keyId, key.keyId);
+      } finally {
+        await daemon.stop();
+      }
+      // A journal damaged in the middle is not guessed around: the daemon refuses to start.
+      writeFileSync(journal, `garbage\n${readFileSync(journal, 'utf8')}{"op":"revoke","revocation":{}}\n`);
+      const { code, logs } = await runDaemonExpectingFailure(text, dir);
+      assert.equal(code, 1);
+      assert.match(String(logs.find((l) => l.level === 60 || l.level === 'fatal')?.msg), /eks\.journal is corrupt \(line 1/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

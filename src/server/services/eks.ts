@@ -3,14 +3,15 @@
  *
  * One request, one response, then the connection closes, as NTS-KE. The request is read with the NTS-KE stream
  * decoder and checked by the pure codec; then, in this order: the token (docs/eks.md §6), the algorithm, the
- * per-address issuance budget, and either the renewal proof (§5, bound to this TLS connection by the exporter)
- * or a fresh key id from the issuance table. The key is derived from the current key ring generation; nothing
- * secret is stored. The table is saved before the key goes out when the id allocation moved past its
- * reservation, so a crash cannot hand one id to two clients.
+ * per-address issuance budget, and either the renewal proof (§5, bound to this TLS connection by the exporter,
+ * for an id this node issued) or a fresh key id from the issuance table. The key is derived from the current key
+ * ring generation; nothing secret is stored. The issuance is in the journal, on disk, before the key goes out, so
+ * a crash cannot hand one id to two clients.
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
 import type { EksConfig, EksToken } from '../../config/types.js';
 import type { EphemeralKeys } from '../../crypto/ephemeral-keys.js';
 import { RequestBucket } from '../../proto/mgmt/admission.js';
@@ -44,6 +45,8 @@ export interface EksServiceOptions {
   readonly store: EksStore;
   /** Unix microseconds (the key ring's time base). */
   readonly nowMicros: () => number;
+  /** docs/eks.md §5: how long after expiry the holder may still renew. */
+  readonly renewWindowMicros: number;
   /** Called once per finished exchange, for metrics: `issued-new`, `issued-renewal`, a refusal, ... */
   readonly onExchange?: (outcome: string, seconds: number) => void;
 }
@@ -60,6 +63,17 @@ const REFUSAL_ERROR: Readonly<Record<EksRefusal, number>> = {
   renewal_refused: EksErrorCode.RENEWAL_REFUSED,
   ids_exhausted: EksErrorCode.TRY_LATER,
 };
+
+/**
+ * Whose issuance budget a request spends: the IPv4 address, or the IPv6 /64 (one subscriber's prefix: one address
+ * each would let a single host take the whole id range).
+ */
+export function budgetKey(address: string): string {
+  if (!ipaddr.IPv6.isValid(address)) return address;
+  const parsed = ipaddr.IPv6.parse(address);
+  if (parsed.isIPv4MappedAddress()) return parsed.toIPv4Address().toString();
+  return `${parsed.parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
+}
 
 /** The `[[eks.token]]` whose SHA-256 equals the token's; every hash is compared, in constant time. */
 export function matchEksToken(tokens: readonly EksToken[], presented: string): EksToken | null {
@@ -126,6 +140,12 @@ export class EksService implements Service {
         }
         records.push(next);
         if (decoder.messageComplete) {
+          // docs/eks.md §1: bytes after End of Message make a bad request (those that came with it, at least).
+          const after = decoder.next();
+          if (after instanceof DecodeError) {
+            finish('framing_errors', after.code, encodeEksError(EksErrorCode.BAD_REQUEST));
+            return;
+          }
           socket.removeListener('data', onData);
           this.counters.inc('requests');
           const address = context.remote.kind === 'tcp' ? context.remote.address : 'local';
@@ -184,7 +204,7 @@ export class EksService implements Service {
     const algorithm = request.algorithms.find((a) => a === EksMacAlgorithm.AES128CMAC);
     if (algorithm === undefined) return refuse('no_common_algorithm', `offered ${request.algorithms.join(', ')}`);
 
-    if (!this.#takeBudget(address, config)) return refuse('rate_limited', `more than ${config.issueBurst} keys, then one per ${config.issueIntervalMs} ms`);
+    if (!this.#takeBudget(budgetKey(address), config)) return refuse('rate_limited', `more than ${config.issueBurst} keys, then one per ${config.issueIntervalMs} ms`);
 
     const now = this.#options.nowMicros();
     const { store, keys } = this.#options;
@@ -193,12 +213,17 @@ export class EksService implements Service {
     if (request.renew !== null) {
       // docs/eks.md §5: the proof is a CMAC under the held key over an exporter value of this very connection.
       const exported = socket.exportKeyingMaterial(16, EKS_RENEW_EXPORTER_LABEL, Buffer.from(renewExporterContext(request.renew.keyId)));
+      // Only ids this node issued: a renewal here of another node's id would let that node hand the id out again
+      // once its own record of it lapses, and two clients would derive the same key.
+      if (!store.table.renewable(request.renew.keyId, now, this.#options.renewWindowMicros)) {
+        return refuse('renewal_refused', `key ${request.renew.keyId} was not issued here, is revoked, or its renewal window has closed`);
+      }
       const verdict = keys.verifyProof(request.renew.keyId, new Uint8Array(exported), request.renew.proof, now);
       if (!verdict.ok) return refuse('renewal_refused', `key ${request.renew.keyId}: ${verdict.reason}`);
       keyId = request.renew.keyId;
       renewal = true;
     } else {
-      const allocated = store.table.allocate(now, (generation) => keys.generationInRing(generation));
+      const allocated = store.table.allocate(now, (generation) => keys.generationInRing(generation), this.#options.renewWindowMicros);
       if (allocated === null) {
         context.logger.warn({ range: store.table.range }, 'EKS: every key id of eks.key-id-range is held; widen it or shorten eks.key-lifetime');
         return refuse('ids_exhausted', 'no free key id');
@@ -207,7 +232,7 @@ export class EksService implements Service {
     }
 
     const issued = keys.issue(keyId, now);
-    store.table.record({
+    const entry = store.table.record({
       keyId,
       generation: issued.generation,
       issuedAtMicros: now,
@@ -215,8 +240,8 @@ export class EksService implements Service {
       address,
       token: tokenName,
     });
-    if (store.table.reservationMoved) await store.save();
-    else store.saveSoon();
+    // On disk before the key goes out; a failure is an internal error (the id stays held in memory).
+    await store.append(entry);
 
     const response = encodeEksKeyResponse({
       algorithm,
