@@ -6,6 +6,7 @@
  * what the command is for.
  */
 import type { EphemeralKeyResult } from '../client/eks.js';
+import { EPHEMERAL_KEY_ID_MAX, EPHEMERAL_KEY_ID_MIN, isEphemeralKeyId } from '../crypto/ephemeral-keys.js';
 import { formatKeyLine, type KeysFileFormat } from '../proto/eks/keys-file.js';
 import type { Parsed } from './format.js';
 
@@ -29,6 +30,15 @@ function toHex(bytes: Uint8Array): string {
 /** ISO 8601 in UTC without milliseconds: `2026-11-28T17:40:00Z`. */
 export function isoSeconds(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * Why an issued key id is refused, or null when it is acceptable: an EKS server issues ids 32768..65535 only
+ * (docs/eks.md §3); anything else would land among the operator's static keys (1..32767) or beyond what ntpd takes.
+ */
+export function issuedKeyIdProblem(keyId: number): string | null {
+  if (isEphemeralKeyId(keyId)) return null;
+  return `key id ${keyId} is outside the ephemeral key range ${EPHEMERAL_KEY_ID_MIN}..${EPHEMERAL_KEY_ID_MAX} (docs/eks.md §3)`;
 }
 
 /** The key line of a keys file (ntpd/NTPsec or chrony syntax). */

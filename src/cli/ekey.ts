@@ -4,11 +4,15 @@
  *
  * - Without --out: the key line (ntp or chrony syntax) or a JSON document on stdout; for people, when the key
  *   expires and the `server` line to use, on stderr.
+ * - The server's key id is not taken on trust: an id outside 32768..65535 (docs/eks.md §3) is a bad response,
+ *   and nothing is printed or written.
  * - --out FILE: the managed block of this server (`# BEGIN ntptsc ekey HOST:PORT` ... `# END ...`) is replaced,
  *   every other byte of the file is kept; the file is replaced atomically (temp file in the same directory, fsync,
  *   rename; mode 0600 for a new file, an existing file's owner and mode without "other" bits). A key already in
  *   the block is renewed (docs/eks.md §5: same id, so the NTP client's `key` setting stays right); if the server
- *   refuses the renewal (Error 6), a new key is fetched and a warning says the id changed.
+ *   refuses the renewal (Error 6), a new key is fetched and a warning says the id changed. A key whose id the file
+ *   already defines outside the block (an operator's key, another server's block) is not written: exit 1, the
+ *   line named, the file unchanged.
  * - --renew (with --out): keeps running; renews at 2/3 of each lifetime (monotonic clock), retries failures with
  *   backoff (10 s doubling to 10 min, never past the expiry), runs --on-renew after each write of the file, and
  *   exits 0 on SIGTERM or SIGINT.
@@ -29,13 +33,14 @@ import { performance } from 'node:perf_hooks';
 import { EKS_DEFAULT_PORT, fetchEphemeralKey, type EphemeralKeyOptions, type EphemeralKeyResult } from '../client/eks.js';
 import { ClientError } from '../client/errors.js';
 import { UsageError } from '../proto/errors.js';
-import { managedKeyComment, readManagedKey, replaceManagedBlock, type KeysFileFormat, type ManagedKey } from '../proto/eks/keys-file.js';
+import { KeysBlockCodes, checkManagedBlock, managedKeyComment, readManagedKey, replaceManagedBlock, type KeysFileFormat, type ManagedKey } from '../proto/eks/keys-file.js';
 import { EKS_TOKEN_MAX_LENGTH } from '../proto/eks/records.js';
 import {
   RETRY_BASE_MS,
   RETRY_MAX_MS,
   ekeyJson,
   formatDelay,
+  issuedKeyIdProblem,
   keyLine,
   renewalDelayMs,
   retryDelayMs,
@@ -193,7 +198,7 @@ async function writeKeysFile(path: string, text: string): Promise<void> {
 
 /** The block for `source` must be one we can replace safely: checked before a key is asked for. */
 function checkBlock(text: string, source: string, path: string): void {
-  const probe = replaceManagedBlock(text, source, { comments: [], keyLine: '1 AES128CMAC 00000000000000000000000000000000' });
+  const probe = checkManagedBlock(text, source);
   if (!probe.ok) throw new KeysFileProblem('EKEY_FILE_BLOCK', `${path}: ${probe.error.message}; fix the file by hand (it was not changed)`);
 }
 
@@ -238,10 +243,20 @@ function warn(io: EkeyIo, text: string): void {
   io.stderr(`ntptsc: warning: ${oneLine(text)}\n`);
 }
 
+/** `result`, unless its key id is one no EKS server may issue (docs/eks.md §3): that is the server's fault. */
+function checkIssued(result: EphemeralKeyResult): EphemeralKeyResult {
+  const problem = issuedKeyIdProblem(result.keyId);
+  if (problem === null) return result;
+  const where = formatEndpoint(result.eksHost, result.eksPort);
+  throw new ClientError('EKS_BAD_RESPONSE', `${where} issued a key the client refuses: ${problem}; nothing was written`, { keyId: result.keyId });
+}
+
 /** A renewal of `held` when there is one; a new key when there is none or the server refuses the renewal. */
 async function obtain(ctx: Context, held: ManagedKey | null): Promise<Obtained> {
-  const fetch = (renew?: ManagedKey) =>
-    fetchEphemeralKey(ctx.host, { ...ctx.fetchOptions, signal: ctx.signal, ...(renew === undefined ? {} : { renew: { keyId: renew.keyId, key: renew.key } }) });
+  const fetch = async (renew?: ManagedKey) =>
+    checkIssued(
+      await fetchEphemeralKey(ctx.host, { ...ctx.fetchOptions, signal: ctx.signal, ...(renew === undefined ? {} : { renew: { keyId: renew.keyId, key: renew.key } }) }),
+    );
   if (held === null) {
     const result = await fetch();
     return { result, previousKeyId: null, receivedAt: performance.now() };
@@ -276,7 +291,17 @@ async function fetchAndWrite(ctx: Context, path: string, format: KeysFileFormat)
     comments: [managedKeyComment(result.keyId, ctx.source, result.expirySeconds), 'managed by ntptsc ekey: lines outside this block are kept'],
     keyLine: keyLineOf(result, format),
   });
-  if (!replaced.ok) throw new KeysFileProblem('EKEY_FILE_BLOCK', `${path}: ${replaced.error.message}; fix the file by hand (it was not changed)`);
+  if (!replaced.ok) {
+    if (replaced.error.code === KeysBlockCodes.KEY_ID_TAKEN) {
+      // Two EKS servers both allocate from 32768, or an operator's key sits in the range: one file cannot hold both.
+      throw new KeysFileProblem(
+        'EKEY_KEY_ID_TAKEN',
+        `${path}: ${ctx.source} issued key ${result.keyId}, but ${replaced.error.message}; not written (the file was not changed): ` +
+          'one keys file cannot hold two keys with the same id; remove the other definition, or have the EKS servers use disjoint eks.key-id-range',
+      );
+    }
+    throw new KeysFileProblem('EKEY_FILE_BLOCK', `${path}: ${replaced.error.message}; fix the file by hand (it was not changed)`);
+  }
   try {
     await writeKeysFile(path, replaced.value);
   } catch (error) {
@@ -340,7 +365,7 @@ function failed(error: unknown, json: boolean | undefined, io: EkeyIo): number {
   if (error instanceof ClientError || error instanceof KeysFileProblem) {
     io.stderr(`ntptsc: ${oneLine(error.message)}\n`);
     if (json === true) {
-      // errorJson's shape, with the codes of local file problems (EKEY_FILE, EKEY_FILE_BLOCK) next to ClientError's.
+      // errorJson's shape, with the codes of local file problems (EKEY_FILE, EKEY_FILE_BLOCK, EKEY_KEY_ID_TAKEN) next to ClientError's.
       io.stdout(formatJson(error instanceof ClientError ? errorJson(error) : { error: { code: error.code, message: oneLine(error.message), details: {} } }));
     }
     return 1;

@@ -7,17 +7,22 @@
  * - key = HKDF-SHA256(IKM = master key, salt = empty, info = "ntptsd eks v1" ‖ u32 master id ‖ u32 key id ‖
  *   u16 algorithm, L = 16) (RFC 5869; §4). Every node holding the ring derives the same key; the key id
  *   and the generation (master key) select it, so nothing per client has to be shared or persisted.
+ * - HKDF is computed in its two steps (RFC 5869 §2.2-2.3): the Extract step depends on the master key only,
+ *   so its PRK is kept per generation and a key id costs one HMAC-SHA256 (Expand, L = 16 ≤ HashLen).
  * - A key expires at its generation's creation time plus the lifetime (§4): the expiry is a property of
  *   the generation, not of the moment of issue, which is what lets a verifier work without any table.
- * - `EphemeralKeys` is the stateless verifier over the ring: for a key id it offers the derived keys of
- *   every generation still in the ring, split into live and expired ones (newest first), and checks
- *   renewal proofs (§5). Derived keys are cached (LRU, bounded) since HKDF and the CMAC subkeys cost
- *   several hash and cipher calls; a cached key is only ever returned for a master key that is still in
- *   the ring, and keys of generations that left the ring are forgotten at the next lookup after a rotation.
+ * - `EphemeralKeys` is the stateless verifier over the ring. `verify` checks a MAC under a key id and
+ *   derives lazily: keys already cached first, then the live generations newest first, each derived only
+ *   when the previous one failed, and the expired generations only when no live one verified (they only
+ *   tell `expired` from `bad_mac`). It also checks renewal proofs (§5).
+ * - Derived keys are cached (LRU, bounded) since the Expand and the CMAC subkeys cost a hash and cipher
+ *   setup. Only keys that verified a MAC or proof enter the cache: a request under a random id costs its
+ *   derivations but evicts nobody's key. A cached key is only ever used for a master key that is still in
+ *   the ring; keys and PRKs of generations that left the ring are forgotten at the next call after a rotation.
  * - The time, the ring, the lifetime and the revocation list are arguments: nothing here reads a clock.
  */
 
-import { hkdfSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { UsageError } from '../proto/errors.js';
 import { aesCmac } from './cmac.js';
 import { constantTimeEqual } from './constant-time.js';
@@ -29,16 +34,53 @@ export const EPHEMERAL_KEY_ID_MIN = 32768;
 export const EPHEMERAL_KEY_ID_MAX = 65535;
 /** docs/eks.md §2: MAC algorithm id 1 = AES-128-CMAC (RFC 8573). */
 export const EKS_AES128CMAC = 1;
-/** RFC 8573 §4: AES-128-CMAC takes a 16-octet key. */
+/** RFC 8573 §4: AES-128-CMAC takes a 16-octet key (and its MAC is 16 octets too). */
 export const EPHEMERAL_KEY_LENGTH = 16;
 /** Default bound on cached derived keys: 8192 × (key + CMAC state) is a few MB at most. */
 export const DEFAULT_EPHEMERAL_CACHE_SIZE = 8192;
 
 const INFO_LABEL = new TextEncoder().encode('ntptsd eks v1');
-const EMPTY = new Uint8Array(0);
+/** RFC 5869 §2.2: an absent salt is HashLen (32 for SHA-256) zero octets. */
+const ZERO_SALT = new Uint8Array(32);
+/** info ‖ 0x01, the input of T(1) (RFC 5869 §2.3), rebuilt per call: HMAC update() copies it. */
+const EXPAND_INPUT = new Uint8Array(INFO_LABEL.length + 10 + 1);
+const EXPAND_VIEW = new DataView(EXPAND_INPUT.buffer);
+EXPAND_INPUT.set(INFO_LABEL, 0);
+EXPAND_INPUT[EXPAND_INPUT.length - 1] = 1;
 
 export function isEphemeralKeyId(id: number): boolean {
   return Number.isInteger(id) && id >= EPHEMERAL_KEY_ID_MIN && id <= EPHEMERAL_KEY_ID_MAX;
+}
+
+/**
+ * HKDF-Extract (RFC 5869 §2.2) of generation `master` with an empty salt: PRK = HMAC-SHA256(32 zero octets,
+ * master.key). The same for every key id of the generation. Throws UsageError for a master id that is not a u32.
+ */
+export function ephemeralPrk(master: MasterKey): Uint8Array {
+  if (!Number.isInteger(master.id) || master.id < 0 || master.id > 0xffff_ffff) throw new UsageError('EKS_BAD_MASTER', `master key id must be a u32, got ${master.id}`);
+  const digest = createHmac('sha256', ZERO_SALT).update(master.key).digest();
+  const prk = Uint8Array.from(digest);
+  digest.fill(0);
+  return prk;
+}
+
+/**
+ * HKDF-Expand (RFC 5869 §2.3) for L = 16: T(1) = HMAC-SHA256(prk, info ‖ 0x01), its first 16 octets, with
+ * info = "ntptsd eks v1" ‖ u32 masterId ‖ u32 keyId ‖ u16 algorithm (docs/eks.md §4). Throws UsageError for
+ * an id outside 32768..65535, a master id that is not a u32 or an algorithm that is not a u16.
+ */
+export function expandEphemeralKey(prk: Uint8Array, masterId: number, keyId: number, algorithm: number = EKS_AES128CMAC): Uint8Array {
+  if (!isEphemeralKeyId(keyId)) throw new UsageError('EKS_BAD_KEY_ID', `ephemeral key ids are ${EPHEMERAL_KEY_ID_MIN}..${EPHEMERAL_KEY_ID_MAX}, got ${keyId}`);
+  if (!Number.isInteger(algorithm) || algorithm < 0 || algorithm > 0xffff) throw new UsageError('EKS_BAD_ALGORITHM', `algorithm id must be a u16, got ${algorithm}`);
+  if (!Number.isInteger(masterId) || masterId < 0 || masterId > 0xffff_ffff) throw new UsageError('EKS_BAD_MASTER', `master key id must be a u32, got ${masterId}`);
+  EXPAND_VIEW.setUint32(INFO_LABEL.length, masterId);
+  EXPAND_VIEW.setUint32(INFO_LABEL.length + 4, keyId);
+  EXPAND_VIEW.setUint16(INFO_LABEL.length + 8, algorithm);
+  const t1 = createHmac('sha256', prk).update(EXPAND_INPUT).digest();
+  const key = new Uint8Array(EPHEMERAL_KEY_LENGTH);
+  key.set(t1.subarray(0, EPHEMERAL_KEY_LENGTH));
+  t1.fill(0);
+  return key;
 }
 
 /**
@@ -48,20 +90,18 @@ export function isEphemeralKeyId(id: number): boolean {
  *
  * An empty salt is HashLen zero octets (RFC 5869 §2.2); the master key is already uniformly random, so no
  * salt is needed for extraction. The master id and algorithm in `info` keep keys of different generations
- * and algorithms independent even for the same key id. Throws UsageError for an id outside 32768..65535
- * or an algorithm that is not a u16.
+ * and algorithms independent even for the same key id. Throws UsageError for an id outside 32768..65535,
+ * an algorithm that is not a u16 or a master id that is not a u32. `EphemeralKeys` computes the same with
+ * the Extract step cached per generation.
  */
 export function deriveEphemeralKey(master: MasterKey, keyId: number, algorithm: number = EKS_AES128CMAC): Uint8Array {
   if (!isEphemeralKeyId(keyId)) throw new UsageError('EKS_BAD_KEY_ID', `ephemeral key ids are ${EPHEMERAL_KEY_ID_MIN}..${EPHEMERAL_KEY_ID_MAX}, got ${keyId}`);
-  if (!Number.isInteger(algorithm) || algorithm < 0 || algorithm > 0xffff) throw new UsageError('EKS_BAD_ALGORITHM', `algorithm id must be a u16, got ${algorithm}`);
-  if (!Number.isInteger(master.id) || master.id < 0 || master.id > 0xffff_ffff) throw new UsageError('EKS_BAD_MASTER', `master key id must be a u32, got ${master.id}`);
-  const info = new Uint8Array(INFO_LABEL.length + 10);
-  const view = new DataView(info.buffer);
-  info.set(INFO_LABEL, 0);
-  view.setUint32(INFO_LABEL.length, master.id);
-  view.setUint32(INFO_LABEL.length + 4, keyId);
-  view.setUint16(INFO_LABEL.length + 8, algorithm);
-  return new Uint8Array(hkdfSync('sha256', master.key, EMPTY, info, EPHEMERAL_KEY_LENGTH));
+  const prk = ephemeralPrk(master);
+  try {
+    return expandEphemeralKey(prk, master.id, keyId, algorithm);
+  } finally {
+    prk.fill(0);
+  }
 }
 
 /** docs/eks.md §5: proof = AES-128-CMAC(held key, TLS exporter output), 16 octets. */
@@ -85,9 +125,14 @@ export interface EphemeralKeysOptions {
   readonly cacheSize?: number;
 }
 
-export type EphemeralLookup =
-  | { readonly kind: 'candidates'; readonly live: PreparedMac[]; readonly expired: PreparedMac[] }
-  | { readonly kind: 'refused'; readonly reason: 'revoked' | 'not_ephemeral' };
+/**
+ * What became of a MAC under an ephemeral key id (docs/eks.md §4, §7): verified under a live generation (with
+ * the key, to sign the response), verified only under an expired generation still in the ring, verified
+ * under none (or the generation left the ring), or refused before any key was tried.
+ */
+export type EphemeralMacCheck =
+  | { readonly outcome: 'verified'; readonly mac: PreparedMac; readonly generation: number }
+  | { readonly outcome: 'expired' | 'bad_mac' | 'revoked' | 'not_ephemeral' };
 
 export type EphemeralProofCheck = { readonly ok: true; readonly generation: number } | { readonly ok: false; readonly reason: 'revoked' | 'not_ephemeral' | 'bad_proof' };
 
@@ -99,18 +144,38 @@ export interface EphemeralIssue {
 }
 
 interface CacheEntry {
+  readonly slot: number;
   /** The master key the MAC was derived from, to tell a ring that reuses an id with another key. */
   master: MasterKey;
   readonly mac: PreparedMac;
+  /** The answer of `verify` when this key verifies a live MAC, built once. */
+  readonly verified: EphemeralMacCheck;
 }
+
+interface Generation {
+  /** As for CacheEntry: the PRK belongs to these key octets. */
+  master: MasterKey;
+  readonly prk: Uint8Array;
+}
+
+const NOT_EPHEMERAL: EphemeralMacCheck = Object.freeze({ outcome: 'not_ephemeral' });
+const REVOKED: EphemeralMacCheck = Object.freeze({ outcome: 'revoked' });
+const EXPIRED: EphemeralMacCheck = Object.freeze({ outcome: 'expired' });
+const BAD_MAC: EphemeralMacCheck = Object.freeze({ outcome: 'bad_mac' });
 
 export class EphemeralKeys {
   readonly #options: EphemeralKeysOptions;
   readonly #cacheSize: number;
-  /** By masterId × 65536 + keyId (at most 2^48: an exact number); Map order is the LRU order, oldest first. */
+  /**
+   * Keys that verified a MAC or proof, by masterId × 65536 + keyId (at most 2^48: an exact number); Map
+   * order is the LRU order, oldest first.
+   */
   readonly #cache = new Map<number, CacheEntry>();
-  /** The current generation last seen: a change means a rotation or a new ring, so the cache is swept. */
+  /** HKDF-Extract output per generation in the ring, by master id. */
+  readonly #generations = new Map<number, Generation>();
+  /** The current generation last seen: a change means a rotation or a new ring, so the caches are swept. */
   #lastCurrent: MasterKey | null = null;
+  #derived = 0;
 
   constructor(options: EphemeralKeysOptions) {
     const cacheSize = options.cacheSize ?? DEFAULT_EPHEMERAL_CACHE_SIZE;
@@ -119,46 +184,66 @@ export class EphemeralKeys {
     this.#cacheSize = cacheSize;
   }
 
-  /** Derived keys held now (never more than the cache size). */
+  /** Derived keys held now (never more than the cache size): only keys that verified something. */
   get cachedKeys(): number {
     return this.#cache.size;
   }
 
+  /** Keys derived so far (one HKDF-Expand and one CMAC key setup each): the cost of cache misses. */
+  get derivedKeys(): number {
+    return this.#derived;
+  }
+
   /**
-   * The keys a MAC under `keyId` may verify with (docs/eks.md §4): `live` — generations whose expiry is
-   * after `nowMicros` — and `expired` — generations still in the ring whose expiry has passed (a MAC that
-   * verifies only under one of these is answered as expired). Both newest first. Generations that left
-   * the ring are not offered: such a MAC cannot be told from a forgery.
+   * Checks `digest`, an AES-128-CMAC of `message` under key `keyId` (docs/eks.md §4, §7), deriving as few
+   * keys as it can: keys of live generations found in the cache first, then the other live generations
+   * newest first (each derived only if the previous one failed), and only when none verified, the expired
+   * generations still in the ring, newest first: a MAC that verifies only under one of these is `expired`.
+   * Live means `nowMicros` before the generation's creation + lifetime. Generations that left the ring are
+   * not tried: such a MAC cannot be told from a forgery (`bad_mac`). A digest that is not 16 octets is
+   * `bad_mac` without any derivation. Comparisons are constant-time (PreparedMac.verify).
    */
-  lookup(keyId: number, nowMicros: number): EphemeralLookup {
-    if (!isEphemeralKeyId(keyId)) return { kind: 'refused', reason: 'not_ephemeral' };
-    if (this.#options.isRevoked(keyId)) return { kind: 'refused', reason: 'revoked' };
-    const ring = this.#ring();
+  verify(keyId: number, message: Uint8Array, digest: Uint8Array, nowMicros: number): EphemeralMacCheck {
+    if (!isEphemeralKeyId(keyId)) return NOT_EPHEMERAL;
+    if (this.#options.isRevoked(keyId)) return REVOKED;
+    if (digest.length !== EPHEMERAL_KEY_LENGTH) return BAD_MAC;
+    const keys = this.#ring().keys;
     const lifetime = this.#options.lifetimeMicros();
-    const live: PreparedMac[] = [];
-    const expired: PreparedMac[] = [];
-    const keys = ring.keys;
+    // Each generation's liveness is judged on its own: a clock stepped back can leave the ring out of creation order.
+    const live = (master: MasterKey): boolean => nowMicros < ephemeralExpiryMicros(master, lifetime);
     for (let i = keys.length - 1; i >= 0; i--) {
       const master = keys[i] as MasterKey;
-      const mac = this.#prepared(master, keyId);
-      if (nowMicros < ephemeralExpiryMicros(master, lifetime)) live.push(mac);
-      else expired.push(mac);
+      if (!live(master)) continue;
+      const entry = this.#cached(master, keyId);
+      if (entry !== undefined && entry.mac.verify(message, digest)) return this.#touch(entry).verified;
     }
-    return { kind: 'candidates', live, expired };
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const master = keys[i] as MasterKey;
+      if (!live(master) || this.#cached(master, keyId) !== undefined) continue; // a cached one was tried above
+      const entry = this.#deriveAndVerify(master, keyId, message, digest);
+      if (entry !== null) return entry.verified;
+    }
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const master = keys[i] as MasterKey;
+      if (!live(master) && this.#tryGeneration(master, keyId, message, digest) !== null) return EXPIRED;
+    }
+    return BAD_MAC;
   }
 
   /**
    * Checks a renewal proof (docs/eks.md §5): accepted under any generation still in the ring, expired or
-   * not, so a client that was off for a while can renew. `nowMicros` is not needed for that rule and is
-   * taken for symmetry with `lookup`. The comparison is constant-time (PreparedMac.verify).
+   * not, so a client that was off for a while can renew. Generations are tried newest first, each key
+   * derived only when the previous one failed. `nowMicros` is not needed for that rule and is taken for
+   * symmetry with `verify`. The comparison is constant-time (PreparedMac.verify).
    */
   verifyProof(keyId: number, exported: Uint8Array, proof: Uint8Array, _nowMicros: number): EphemeralProofCheck {
     if (!isEphemeralKeyId(keyId)) return { ok: false, reason: 'not_ephemeral' };
     if (this.#options.isRevoked(keyId)) return { ok: false, reason: 'revoked' };
+    if (proof.length !== EPHEMERAL_KEY_LENGTH) return { ok: false, reason: 'bad_proof' };
     const keys = this.#ring().keys;
     for (let i = keys.length - 1; i >= 0; i--) {
       const master = keys[i] as MasterKey;
-      if (this.#prepared(master, keyId).verify(exported, proof)) return { ok: true, generation: master.id };
+      if (this.#tryGeneration(master, keyId, exported, proof) !== null) return { ok: true, generation: master.id };
     }
     return { ok: false, reason: 'bad_proof' };
   }
@@ -170,7 +255,7 @@ export class EphemeralKeys {
    */
   issue(keyId: number, _nowMicros: number): EphemeralIssue {
     const current = this.#ring().current;
-    return { key: deriveEphemeralKey(current, keyId, EKS_AES128CMAC), generation: current.id, expiryMicros: ephemeralExpiryMicros(current, this.#options.lifetimeMicros()) };
+    return { key: expandEphemeralKey(this.#prk(current), current.id, keyId, EKS_AES128CMAC), generation: current.id, expiryMicros: ephemeralExpiryMicros(current, this.#options.lifetimeMicros()) };
   }
 
   /**
@@ -181,39 +266,85 @@ export class EphemeralKeys {
     return this.#ring().get(generation) !== undefined;
   }
 
-  /** The ring, after forgetting the cached keys of generations that left it (key material should not linger). */
+  /** The ring, after forgetting the keys and PRKs of generations that left it (key material should not linger). */
   #ring(): KeyRing {
     const ring = this.#options.keyRing();
     if (ring.current !== this.#lastCurrent) {
       this.#lastCurrent = ring.current;
-      for (const [slot, entry] of this.#cache) {
-        const master = ring.get(entry.master.id);
-        if (master === undefined || !sameMaster(master, entry.master)) this.#cache.delete(slot);
+      const gone = (held: MasterKey): boolean => {
+        const master = ring.get(held.id);
+        return master === undefined || !sameMaster(master, held);
+      };
+      for (const [slot, entry] of this.#cache) if (gone(entry.master)) this.#cache.delete(slot);
+      for (const [id, generation] of this.#generations) {
+        if (!gone(generation.master)) continue;
+        generation.prk.fill(0);
+        this.#generations.delete(id);
       }
     }
     return ring;
   }
 
-  /** The MAC of `keyId` under `master` (which is in the ring), from the cache or derived. */
-  #prepared(master: MasterKey, keyId: number): PreparedMac {
+  /** HKDF-Extract of `master` (which is in the ring), computed once per generation. */
+  #prk(master: MasterKey): Uint8Array {
+    const generation = this.#generations.get(master.id);
+    if (generation !== undefined) {
+      if (generation.master === master) return generation.prk;
+      if (sameMaster(generation.master, master)) {
+        generation.master = master;
+        return generation.prk;
+      }
+      generation.prk.fill(0);
+    }
+    const prk = ephemeralPrk(master);
+    this.#generations.set(master.id, { master, prk });
+    return prk;
+  }
+
+  /** The cached key of `keyId` under `master`, without marking it used; a stale entry (same id, other key) is dropped. */
+  #cached(master: MasterKey, keyId: number): CacheEntry | undefined {
     const slot = master.id * 65536 + keyId;
     const entry = this.#cache.get(slot);
-    if (entry !== undefined && (entry.master === master || sameMaster(entry.master, master))) {
-      // Most recently used goes last.
-      this.#cache.delete(slot);
-      this.#cache.set(slot, entry);
+    if (entry === undefined || entry.master === master) return entry;
+    if (sameMaster(entry.master, master)) {
       entry.master = master;
-      return entry.mac;
+      return entry;
     }
-    const mac = new PreparedMac({ keyId, algorithm: 'AES128CMAC', key: deriveEphemeralKey(master, keyId, EKS_AES128CMAC) });
     this.#cache.delete(slot);
-    this.#cache.set(slot, { master, mac });
+    return undefined;
+  }
+
+  /** Marks `entry` most recently used (Map order: it goes last). */
+  #touch(entry: CacheEntry): CacheEntry {
+    this.#cache.delete(entry.slot);
+    this.#cache.set(entry.slot, entry);
+    return entry;
+  }
+
+  /** The key of `keyId` under `master` if it verifies `digest` of `message`, from the cache or derived; else null. */
+  #tryGeneration(master: MasterKey, keyId: number, message: Uint8Array, digest: Uint8Array): CacheEntry | null {
+    const entry = this.#cached(master, keyId);
+    if (entry !== undefined) return entry.mac.verify(message, digest) ? this.#touch(entry) : null;
+    return this.#deriveAndVerify(master, keyId, message, digest);
+  }
+
+  /** Derives the key of `keyId` under `master`; it enters the cache only if it verifies `digest` of `message`. */
+  #deriveAndVerify(master: MasterKey, keyId: number, message: Uint8Array, digest: Uint8Array): CacheEntry | null {
+    this.#derived++;
+    const key = expandEphemeralKey(this.#prk(master), master.id, keyId, EKS_AES128CMAC);
+    const mac = new PreparedMac({ keyId, algorithm: 'AES128CMAC', key });
+    key.fill(0); // PreparedMac keeps its own copy
+    if (!mac.verify(message, digest)) return null;
+    const slot = master.id * 65536 + keyId;
+    const entry: CacheEntry = { slot, master, mac, verified: Object.freeze({ outcome: 'verified', mac, generation: master.id }) };
+    this.#cache.delete(slot);
+    this.#cache.set(slot, entry);
     while (this.#cache.size > this.#cacheSize) {
       const oldest = this.#cache.keys().next();
       if (oldest.done === true) break;
       this.#cache.delete(oldest.value);
     }
-    return mac;
+    return entry;
   }
 }
 

@@ -9,8 +9,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { main } from '../../src/cli/ntptsc.js';
-import { formatDelay, renewalDelayMs, retryDelayMs, serverDirective, useHint } from '../../src/cli/ekey-format.js';
-import { encodeEksError } from '../../src/proto/eks/message.js';
+import { formatDelay, issuedKeyIdProblem, renewalDelayMs, retryDelayMs, serverDirective, useHint } from '../../src/cli/ekey-format.js';
+import { encodeEksError, encodeEksKeyResponse } from '../../src/proto/eks/message.js';
 import { EksErrorCode } from '../../src/proto/eks/records.js';
 import { assertUsage, runInProcess, type CliRun } from '../helpers/cli.js';
 import { startEksFake, type EksFake, type EksFakeOptions } from '../helpers/eks-fake.js';
@@ -251,6 +251,99 @@ describe('ntptsc ekey --out', { concurrency: true }, () => {
     assert.equal(run.code, 1);
     assert.match(run.stderr, /\nreload failed\nntptsc: --on-renew command exited with status 7\n$/);
     assert.match(readFileSync(file, 'utf8'), /\n32768 AES128CMAC /);
+  });
+});
+
+/** A fake that issues every key under `keyId`, whatever a correct server would do. */
+function fakeIssuing(keyId: number): Promise<EksFake> {
+  return fake({
+    respond: (session) => {
+      const key = new Uint8Array(randomBytes(16));
+      session.exchange.answer = { kind: 'key', keyId, key, renewed: false };
+      return encodeEksKeyResponse({ algorithm: 1, keyId, key, expirySeconds: Math.floor(Date.now() / 1000) + 3600, lifetimeSeconds: 3600, ntpServer: null, ntpPort: null, warnings: [] });
+    },
+  });
+}
+
+describe('ntptsc ekey: the key id is not taken on trust', { concurrency: true }, () => {
+  test('an id outside 32768..65535 (docs/eks.md §3): exit 1, nothing printed, no file written or created', async () => {
+    for (const keyId of [5, 32767, 65536, 0xffffffff]) {
+      const f = await fakeIssuing(keyId);
+      const expected = new RegExp(`^ntptsc: localhost:\\d+ issued a key the client refuses: key id ${keyId} is outside the ephemeral key range 32768\\.\\.65535 \\(docs/eks\\.md §3\\); nothing was written\\n$`);
+      for (const format of ['ntp', 'chrony']) {
+        const run = await ekey(f, '--format', format);
+        assert.equal(run.code, 1, `${keyId} ${format}`);
+        assert.equal(run.stdout, '');
+        assert.match(run.stderr, expected);
+      }
+      const json = await ekey(f, '--json');
+      assert.equal(json.code, 1);
+      const doc = JSON.parse(json.stdout) as { error: { code: string; details: Record<string, unknown> } };
+      assert.equal(doc.error.code, 'EKS_BAD_RESPONSE');
+      assert.equal(doc.error.details['keyId'], keyId);
+      // --out: an existing file is left alone, a missing one is not created.
+      const file = newPath();
+      const original = '1 MD5 static\n';
+      writeFileSync(file, original);
+      const run = await ekey(f, '--out', file);
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, expected);
+      assert.equal(readFileSync(file, 'utf8'), original);
+      const missing = newPath();
+      assert.equal((await ekey(f, '--out', missing, '--format', 'chrony')).code, 1);
+      assert.ok(!existsSync(missing));
+    }
+  });
+
+  test("the id is already in another server's block: exit 1 naming the line, the file unchanged", async () => {
+    const f = await fakeIssuing(32768); // every EKS server allocates from 32768 first
+    const file = newPath();
+    const other = '# BEGIN ntptsc ekey other.example:4460\n# key 32768 from ntptsd at other.example:4460, expires 2030-01-01T00:00:00Z\n32768 AES128CMAC 00112233445566778899aabbccddeeff\n# END ntptsc ekey other.example:4460\n';
+    const original = `1 MD5 secret-one\n${other}`;
+    writeFileSync(file, original);
+    const run = await ekey(f, '--out', file);
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, '');
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `^ntptsc: ${file}: localhost:${f.port} issued key 32768, but line 4: key id 32768 is already defined there \\(in the block for other\\.example:4460\\); not written \\(the file was not changed\\): .*disjoint eks\\.key-id-range\\n$`,
+      ),
+    );
+    assert.equal(readFileSync(file, 'utf8'), original);
+    const json = await ekey(f, '--out', file, '--json');
+    assert.equal(json.code, 1);
+    assert.equal((JSON.parse(json.stdout) as { error: { code: string } }).error.code, 'EKEY_KEY_ID_TAKEN');
+    assert.equal(readFileSync(file, 'utf8'), original);
+  });
+
+  test("the id is an operator's key (ntp or chrony syntax): exit 1 naming the line, the file unchanged, also with --renew", async () => {
+    const f = await fakeIssuing(32768);
+    for (const [format, line] of [
+      ['ntp', '32768 SHA1 0123456789abcdef0123456789abcdef01234567'],
+      ['chrony', '32768 AES128 HEX:00112233445566778899aabbccddeeff'],
+      ['chrony', ' 32768 MD5 HEX:0011'],
+    ] as const) {
+      const file = newPath();
+      const original = `# mine\r\n${line}\r\n`;
+      writeFileSync(file, original);
+      const run = await ekey(f, '--out', file, '--format', format);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, /issued key 32768, but line 2: key id 32768 is already defined there \(outside the block for localhost:\d+\); not written/);
+      assert.equal(readFileSync(file, 'utf8'), original);
+    }
+    // --renew: a local problem that retrying does not cure ends the loop (exit 1) rather than spinning.
+    const file = newPath();
+    writeFileSync(file, '32768 MD5 x\n');
+    const run = await ekey(f, '--out', file, '--renew');
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /line 1: key id 32768 is already defined there/);
+    assert.equal(readFileSync(file, 'utf8'), '32768 MD5 x\n');
+  });
+
+  test('issuedKeyIdProblem (pure)', () => {
+    for (const keyId of [32768, 40000, 65535]) assert.equal(issuedKeyIdProblem(keyId), null);
+    for (const keyId of [0, 1, 32767, 65536, 2 ** 32, 1.5, Number.NaN]) assert.match(issuedKeyIdProblem(keyId) ?? '', /outside the ephemeral key range 32768\.\.65535/);
   });
 });
 

@@ -1,16 +1,20 @@
-// Ephemeral MAC keys (docs/eks.md §3-§5): the HKDF derivation pinned by an independent HKDF and a fixed
-// vector, the renewal proof, and EphemeralKeys' lookup, cache and proof checks over a rotating key ring.
+// Ephemeral MAC keys (docs/eks.md §3-§5): the HKDF derivation (Extract cached per generation, Expand per id)
+// pinned by node's hkdfSync, an independent HKDF and a fixed vector; the renewal proof; and EphemeralKeys'
+// lazy verification, its cache (only keys that verified enter it) and proof checks over a rotating key ring.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import {
   EKS_AES128CMAC,
   EPHEMERAL_KEY_ID_MAX,
   EPHEMERAL_KEY_ID_MIN,
   EPHEMERAL_KEY_LENGTH,
   EphemeralKeys,
+  type EphemeralMacCheck,
   deriveEphemeralKey,
   ephemeralExpiryMicros,
+  ephemeralPrk,
+  expandEphemeralKey,
   isEphemeralKeyId,
   renewalProof,
 } from '../../src/crypto/ephemeral-keys.js';
@@ -59,14 +63,9 @@ function clientMac(m: MasterKey, keyId: number): PreparedMac {
 
 const MESSAGE = new TextEncoder().encode('forty-eight octets of an NTP client request...');
 
-/** Which generation each candidate belongs to, told by its digest. */
-function generationsOf(candidates: readonly PreparedMac[], ring: readonly MasterKey[], keyId: number): number[] {
-  return candidates.map((mac) => {
-    const digest = toHex(mac.compute(MESSAGE));
-    const found = ring.find((m) => toHex(clientMac(m, keyId).compute(MESSAGE)) === digest);
-    assert.ok(found !== undefined, 'a candidate from no generation of the ring');
-    return found.id;
-  });
+/** node's own HKDF (RFC 5869), the reference every derivation must equal byte for byte. */
+function nodeHkdf(m: MasterKey, keyId: number, algorithm = EKS_AES128CMAC): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', m.key, new Uint8Array(0), referenceInfo(m.id, keyId, algorithm), 16));
 }
 
 function setup(keys: MasterKey[], options: { lifetime?: number; revoked?: Set<number>; cacheSize?: number } = {}) {
@@ -80,11 +79,25 @@ function setup(keys: MasterKey[], options: { lifetime?: number; revoked?: Set<nu
   return { state, eks };
 }
 
-function candidates(eks: EphemeralKeys, keyId: number, now: number) {
-  const found = eks.lookup(keyId, now);
-  assert.equal(found.kind, 'candidates', JSON.stringify(found));
-  return found as Extract<typeof found, { kind: 'candidates' }>;
+/** What `verify` says of the MAC a client holding key `keyId` of generation `m` sends. */
+function verifyHeld(eks: EphemeralKeys, m: MasterKey, keyId: number, now: number): EphemeralMacCheck {
+  return eks.verify(keyId, MESSAGE, clientMac(m, keyId).compute(MESSAGE), now);
 }
+
+/** The outcome, with the generation when verified: `verified 33`, `expired`, `bad_mac`. */
+function outcomeOf(check: EphemeralMacCheck): string {
+  return check.outcome === 'verified' ? `verified ${check.generation}` : check.outcome;
+}
+
+/** Derivations `f` caused. */
+function derivations(eks: EphemeralKeys, f: () => void): number {
+  const before = eks.derivedKeys;
+  f();
+  return eks.derivedKeys - before;
+}
+
+const forgery = (): Uint8Array => random(16);
+const randomEphemeralId = (): number => EPHEMERAL_KEY_ID_MIN + (randomBytes(2).readUInt16BE(0) % 32768);
 
 // --- constants and derivation ---------------------------------------------------------------------------------
 
@@ -117,6 +130,41 @@ test('KDF: HKDF-SHA256 with the docs/eks.md §4 info, pinned by a fixed vector a
   }
 });
 
+test('KDF: Extract once per generation, Expand per id, equal to node\'s hkdfSync byte for byte', () => {
+  for (const [m, keyId] of [
+    [FIXED_MASTER, 32768],
+    [{ ...FIXED_MASTER, id: 0 }, 65535],
+    [{ ...FIXED_MASTER, id: 0xffff_ffff }, 40000],
+  ] as const) {
+    assert.deepEqual(deriveEphemeralKey(m, keyId), nodeHkdf(m, keyId));
+  }
+  for (let i = 0; i < 50; i++) {
+    const m = master(randomBytes(4).readUInt32BE(0), T0);
+    // PRK = HMAC-SHA256(salt = 32 zero octets, IKM = master key) (RFC 5869 §2.2: an empty salt is HashLen zeros).
+    const prk = ephemeralPrk(m);
+    assert.deepEqual(prk, new Uint8Array(createHmac('sha256', Buffer.alloc(32)).update(m.key).digest()));
+    assert.deepEqual(prk, new Uint8Array(createHmac('sha256', Buffer.alloc(0)).update(m.key).digest()), 'HMAC pads an empty key with zeros too');
+    // One PRK serves every id and algorithm of the generation.
+    for (let j = 0; j < 5; j++) {
+      const keyId = randomEphemeralId();
+      const algorithm = j === 0 ? EKS_AES128CMAC : randomBytes(2).readUInt16BE(0);
+      const expected = nodeHkdf(m, keyId, algorithm);
+      assert.deepEqual(expandEphemeralKey(prk, m.id, keyId, algorithm), expected);
+      assert.deepEqual(deriveEphemeralKey(m, keyId, algorithm), expected);
+    }
+  }
+  // What EphemeralKeys issues and verifies with (its PRKs cached per generation) is the same key.
+  const keys = [master(101, T0), master(202, T0 + DAY)];
+  const { eks } = setup(keys);
+  for (let i = 0; i < 20; i++) {
+    const keyId = randomEphemeralId();
+    const issued = eks.issue(keyId, T0 + DAY);
+    assert.deepEqual(issued.key, nodeHkdf(keys[1] as MasterKey, keyId));
+    const digest = new PreparedMac({ keyId, algorithm: 'AES128CMAC', key: nodeHkdf(keys[0] as MasterKey, keyId) }).compute(MESSAGE);
+    assert.equal(outcomeOf(eks.verify(keyId, MESSAGE, digest, T0 + DAY)), 'verified 101');
+  }
+});
+
 test('KDF: deterministic; another master key, master id, key id or algorithm gives another key', () => {
   const base = toHex(deriveEphemeralKey(FIXED_MASTER, 40000, 1));
   assert.equal(toHex(deriveEphemeralKey({ ...FIXED_MASTER, createdAtMicros: 0 }, 40000, 1)), base, 'the creation time does not enter');
@@ -137,6 +185,13 @@ test('KDF: ids outside the ephemeral range and algorithms that are not u16 are c
   for (const algorithm of [-1, 65536, 0.5]) {
     assert.throws(() => deriveEphemeralKey(FIXED_MASTER, 32768, algorithm), (e: unknown) => e instanceof UsageError && e.code === 'EKS_BAD_ALGORITHM');
   }
+  const prk = ephemeralPrk(FIXED_MASTER);
+  assert.throws(() => expandEphemeralKey(prk, FIXED_MASTER.id, 32767), (e: unknown) => e instanceof UsageError && e.code === 'EKS_BAD_KEY_ID');
+  assert.throws(() => expandEphemeralKey(prk, FIXED_MASTER.id, 32768, 65536), (e: unknown) => e instanceof UsageError && e.code === 'EKS_BAD_ALGORITHM');
+  for (const id of [-1, 2 ** 32, 0.5]) {
+    assert.throws(() => expandEphemeralKey(prk, id, 32768), (e: unknown) => e instanceof UsageError && e.code === 'EKS_BAD_MASTER');
+    assert.throws(() => ephemeralPrk({ ...FIXED_MASTER, id }), (e: unknown) => e instanceof UsageError && e.code === 'EKS_BAD_MASTER');
+  }
 });
 
 test('renewal proof = AES-128-CMAC(key, exported) (RFC 4493 §4 example 2); keys must be 16 octets', () => {
@@ -149,124 +204,176 @@ test('expiry = the generation creation time + lifetime (docs/eks.md §4)', () =>
   assert.equal(ephemeralExpiryMicros(FIXED_MASTER, 2 * DAY), T0 + 2 * DAY);
 });
 
-// --- lookup -----------------------------------------------------------------------------------------------------
+// --- verify -----------------------------------------------------------------------------------------------------
 
-test('lookup: every generation of the ring, newest first, each derived as a client derives it', () => {
+test('verify: a key of any live generation verifies, reported with its generation and the key to answer with', () => {
   const keys = [master(11, T0), master(22, T0 + DAY), master(33, T0 + 2 * DAY)];
   const { eks } = setup(keys, { lifetime: 10 * DAY });
-  const found = candidates(eks, 40000, T0 + 2 * DAY + HOUR);
-  assert.deepEqual(generationsOf(found.live, keys, 40000), [33, 22, 11]);
-  assert.deepEqual(found.expired, []);
-  for (const mac of found.live) {
-    assert.equal(mac.keyId, 40000);
-    assert.equal(mac.algorithm, 'AES128CMAC');
+  const now = T0 + 2 * DAY + HOUR;
+  for (const m of keys) {
+    const check = verifyHeld(eks, m, 40000, now);
+    assert.equal(outcomeOf(check), `verified ${m.id}`);
+    assert.ok(check.outcome === 'verified');
+    assert.equal(check.mac.keyId, 40000);
+    assert.equal(check.mac.algorithm, 'AES128CMAC');
+    // The key handed back is the client's: the response MAC it computes verifies at the client.
+    assert.deepEqual(check.mac.compute(MESSAGE), clientMac(m, 40000).compute(MESSAGE));
   }
-  // A MAC a client computed with its key verifies under the first candidate.
-  const digest = clientMac(keys[2] as MasterKey, 40000).compute(MESSAGE);
-  assert.ok(found.live[0]?.verify(MESSAGE, digest));
-  assert.ok(!found.live[1]?.verify(MESSAGE, digest));
+  // Another id's key, a key from no generation, a tampered message: bad_mac.
+  assert.equal(eks.verify(40001, MESSAGE, clientMac(keys[2] as MasterKey, 40000).compute(MESSAGE), now).outcome, 'bad_mac');
+  assert.equal(verifyHeld(eks, master(33, T0), 40000, now).outcome, 'bad_mac');
+  assert.equal(eks.verify(40000, MESSAGE.subarray(1), clientMac(keys[2] as MasterKey, 40000).compute(MESSAGE), now).outcome, 'bad_mac');
 });
 
-test('lookup: a generation is live until creation + lifetime, exclusive, then expired; both lists newest first', () => {
+test('verify: a generation is live until creation + lifetime, exclusive; then expired while in the ring', () => {
   const lifetime = 2 * DAY;
   const keys = [master(1, T0), master(2, T0 + DAY), master(3, T0 + 2 * DAY)];
   const { eks } = setup(keys, { lifetime });
-  const at = (now: number) => {
-    const found = candidates(eks, 50000, now);
-    return { live: generationsOf(found.live, keys, 50000), expired: generationsOf(found.expired, keys, 50000) };
-  };
-  assert.deepEqual(at(T0 + lifetime - 1), { live: [3, 2, 1], expired: [] });
-  assert.deepEqual(at(T0 + lifetime), { live: [3, 2], expired: [1] });
-  assert.deepEqual(at(T0 + DAY + lifetime - 1), { live: [3, 2], expired: [1] });
-  assert.deepEqual(at(T0 + DAY + lifetime), { live: [3], expired: [2, 1] });
-  assert.deepEqual(at(T0 + 10 * DAY), { live: [], expired: [3, 2, 1] });
+  const at = (now: number) => keys.map((m) => outcomeOf(verifyHeld(eks, m, 50000, now)));
+  assert.deepEqual(at(T0 + 2 * DAY - HOUR), ['verified 1', 'verified 2', 'verified 3']);
+  assert.deepEqual(at(T0 + lifetime - 1), ['verified 1', 'verified 2', 'verified 3']);
+  assert.deepEqual(at(T0 + lifetime), ['expired', 'verified 2', 'verified 3']);
+  assert.deepEqual(at(T0 + DAY + lifetime - 1), ['expired', 'verified 2', 'verified 3']);
+  assert.deepEqual(at(T0 + DAY + lifetime), ['expired', 'expired', 'verified 3']);
+  assert.deepEqual(at(T0 + 10 * DAY), ['expired', 'expired', 'expired']);
+  // A forgery is bad_mac whenever it is tried.
+  for (const now of [T0 + 2 * DAY, T0 + 10 * DAY]) assert.equal(eks.verify(50000, MESSAGE, forgery(), now).outcome, 'bad_mac');
 });
 
-test('lookup: the lifetime is read per call (a reload applies at once)', () => {
+test('verify: the lifetime is read per call (a reload applies at once)', () => {
   const keys = [master(1, T0)];
   const { state, eks } = setup(keys, { lifetime: DAY });
-  assert.equal(candidates(eks, 32768, T0 + DAY).live.length, 0);
+  assert.equal(outcomeOf(verifyHeld(eks, keys[0] as MasterKey, 32768, T0 + DAY)), 'expired');
   state.lifetime = 2 * DAY;
-  assert.equal(candidates(eks, 32768, T0 + DAY).live.length, 1);
+  assert.equal(outcomeOf(verifyHeld(eks, keys[0] as MasterKey, 32768, T0 + DAY)), 'verified 1');
 });
 
-test('lookup: a revoked id is refused, and so is an id outside the ephemeral range', () => {
+test('verify: a revoked id is refused, and so is an id outside the ephemeral range, before any derivation', () => {
   const revoked = new Set([40000]);
-  const { eks } = setup([master(1, T0)], { revoked });
-  assert.deepEqual(eks.lookup(40000, T0), { kind: 'refused', reason: 'revoked' });
-  assert.equal(eks.lookup(40001, T0).kind, 'candidates');
-  for (const id of [0, 1, 32767, 65536]) assert.deepEqual(eks.lookup(id, T0), { kind: 'refused', reason: 'not_ephemeral' });
+  const keys = [master(1, T0)];
+  const { eks } = setup(keys, { revoked });
+  const m = keys[0] as MasterKey;
+  assert.equal(derivations(eks, () => assert.equal(verifyHeld(eks, m, 40000, T0).outcome, 'revoked')), 0);
+  assert.equal(outcomeOf(verifyHeld(eks, m, 40001, T0)), 'verified 1');
+  for (const id of [0, 1, 32767, 65536]) assert.equal(eks.verify(id, MESSAGE, forgery(), T0).outcome, 'not_ephemeral');
   revoked.delete(40000);
-  assert.equal(eks.lookup(40000, T0).kind, 'candidates', 'revocation is asked per call');
+  assert.equal(outcomeOf(verifyHeld(eks, m, 40000, T0)), 'verified 1', 'revocation is asked per call');
 });
 
-test('lookup: keys of a generation rotated out of the ring are never offered again, even from the cache', () => {
+test('verify: keys are derived lazily, live generations newest first, expired ones only when no live one verified', () => {
+  // Four generations: two live (44, 33), two expired (22, 11).
+  const keys = [master(11, T0), master(22, T0 + DAY), master(33, T0 + 2 * DAY), master(44, T0 + 3 * DAY)];
+  const { eks } = setup(keys, { lifetime: 2 * DAY });
+  const now = T0 + 3 * DAY + HOUR;
+  const [g11, g22, g33, g44] = keys as [MasterKey, MasterKey, MasterKey, MasterKey];
+  // The current generation's key: one derivation, then none (cached).
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, g44, 40000, now)), 'verified 44')), 1);
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, g44, 40000, now)), 'verified 44')), 0);
+  // The previous generation's key: the current one is derived and fails, then this one; once cached, it is tried
+  // first and the current one is not derived again.
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, g33, 40001, now)), 'verified 33')), 2);
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, g33, 40001, now)), 'verified 33')), 0);
+  // An expired key: both live generations, then the expired ones newest first until it verifies.
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, g22, 40002, now)), 'expired')), 3);
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, g11, 40003, now)), 'expired')), 4);
+  // A forgery: each generation derived once, none more.
+  assert.equal(derivations(eks, () => assert.equal(eks.verify(40004, MESSAGE, forgery(), now).outcome, 'bad_mac')), 4);
+  // A forgery under an id whose key is cached: the cached key is tried, the other three generations derived.
+  assert.equal(derivations(eks, () => assert.equal(eks.verify(40000, MESSAGE, forgery(), now).outcome, 'bad_mac')), 3);
+  // A digest that cannot be an AES-128-CMAC (not 16 octets) costs nothing.
+  assert.equal(derivations(eks, () => assert.equal(eks.verify(40005, MESSAGE, random(20), now).outcome, 'bad_mac')), 0);
+  assert.equal(derivations(eks, () => assert.equal(eks.verify(40005, MESSAGE, new Uint8Array(0), now).outcome, 'bad_mac')), 0);
+});
+
+test('verify: only keys that verified are cached; 1000 random-id forgeries evict no client key and cache nothing', () => {
+  const keys = [master(1, T0 - 3 * DAY), master(2, T0 - 2 * DAY), master(3, T0 - DAY), master(4, T0)];
+  const { eks } = setup(keys, { lifetime: 2 * DAY, cacheSize: 64 });
+  const now = T0 + HOUR;
+  const client = keys[3] as MasterKey;
+  assert.equal(outcomeOf(verifyHeld(eks, client, 50000, now)), 'verified 4');
+  assert.equal(eks.cachedKeys, 1);
+  const derived = derivations(eks, () => {
+    for (let i = 0; i < 1000; i++) assert.equal(eks.verify(randomEphemeralId(), MESSAGE, forgery(), now).outcome, 'bad_mac');
+  });
+  assert.ok(derived <= 1000 * keys.length, `${derived} derivations: at most one per generation and request`);
+  assert.ok(derived >= 1000 * (keys.length - 1), `${derived} derivations`);
+  assert.equal(eks.cachedKeys, 1, 'failed derivations are not cached');
+  assert.equal(derivations(eks, () => assert.equal(outcomeOf(verifyHeld(eks, client, 50000, now)), 'verified 4')), 0, 'the client key is still cached');
+});
+
+test('verify: keys of a generation rotated out of the ring are never used again, even from the cache', () => {
   const ring = KeyRing.create(T0, random);
   const state = { ring };
   const eks = new EphemeralKeys({ keyRing: () => state.ring, lifetimeMicros: () => 3 * DAY, isRevoked: () => false });
   const first = ring.current;
   const held = clientMac(first, 45000).compute(MESSAGE);
-  assert.ok(candidates(eks, 45000, T0).live.some((mac) => mac.verify(MESSAGE, held)));
+  assert.equal(eks.verify(45000, MESSAGE, held, T0).outcome, 'verified');
+  assert.equal(eks.cachedKeys, 1);
   const policy: KeyRingPolicy = { rotationMicros: DAY, keysKept: 1 };
   // In place (KeyRing.rotate) ...
   ring.rotate(T0 + DAY, random, policy);
-  assert.ok(candidates(eks, 45000, T0 + DAY).live.some((mac) => mac.verify(MESSAGE, held)), 'still in the ring after one rotation');
+  assert.equal(outcomeOf(eks.verify(45000, MESSAGE, held, T0 + DAY)), `verified ${first.id}`, 'still in the ring after one rotation');
   ring.rotate(T0 + 2 * DAY, random, policy);
   assert.equal(ring.get(first.id), undefined);
-  let found = candidates(eks, 45000, T0 + 2 * DAY);
-  assert.equal(found.live.length + found.expired.length, 2);
-  assert.ok(![...found.live, ...found.expired].some((mac) => mac.verify(MESSAGE, held)), 'rotated out');
-  assert.ok(eks.cachedKeys <= 2, `the rotated-out generation's key is forgotten, ${eks.cachedKeys} cached`);
+  assert.equal(eks.verify(45000, MESSAGE, held, T0 + 2 * DAY).outcome, 'bad_mac', 'rotated out');
+  assert.equal(eks.cachedKeys, 0, "the rotated-out generation's key is forgotten");
   // ... and as the key ring store does it: a new ring object, parsed from the rotated copy.
   const second = state.ring.current;
   const heldSecond = clientMac(second, 45000).compute(MESSAGE);
+  assert.equal(eks.verify(45000, MESSAGE, heldSecond, T0 + 2 * DAY).outcome, 'verified');
   const copy = parseKeyRing(state.ring.serialize());
   assert.ok(copy.ok);
   copy.value.rotate(T0 + 3 * DAY, random, policy);
   state.ring = copy.value;
-  found = candidates(eks, 45000, T0 + 3 * DAY);
-  assert.ok(found.live.some((mac) => mac.verify(MESSAGE, heldSecond)), 'the same master key in a new ring object still verifies');
+  assert.equal(
+    derivations(eks, () => assert.equal(outcomeOf(eks.verify(45000, MESSAGE, heldSecond, T0 + 3 * DAY)), `verified ${second.id}`)),
+    0,
+    'the same master key in a new ring object still verifies, from the cache',
+  );
   copy.value.rotate(T0 + 4 * DAY, random, policy);
-  found = candidates(eks, 45000, T0 + 4 * DAY);
-  assert.ok(![...found.live, ...found.expired].some((mac) => mac.verify(MESSAGE, heldSecond)));
+  assert.equal(eks.verify(45000, MESSAGE, heldSecond, T0 + 4 * DAY).outcome, 'bad_mac');
+  assert.equal(eks.cachedKeys, 0);
 });
 
-test('lookup: a ring that reuses a master id with another key gets keys derived from the new key, not the cached ones', () => {
+test('verify: a ring that reuses a master id with another key gets keys derived from the new key, not the cached ones', () => {
   const old = master(7, T0);
   const { state, eks } = setup([old]);
   const heldOld = clientMac(old, 33000).compute(MESSAGE);
-  assert.ok(candidates(eks, 33000, T0).live[0]?.verify(MESSAGE, heldOld));
+  assert.equal(outcomeOf(eks.verify(33000, MESSAGE, heldOld, T0)), 'verified 7');
+  assert.equal(eks.issue(33001, T0).key.length, 16); // the PRK of the old key is cached too
   const replacement = master(7, T0);
   state.ring = KeyRing.fromKeys([replacement]);
-  const live = candidates(eks, 33000, T0).live;
-  assert.equal(live.length, 1);
-  assert.ok(!live[0]?.verify(MESSAGE, heldOld));
-  assert.ok(live[0]?.verify(MESSAGE, clientMac(replacement, 33000).compute(MESSAGE)));
+  assert.equal(eks.verify(33000, MESSAGE, heldOld, T0).outcome, 'bad_mac');
+  assert.equal(outcomeOf(eks.verify(33000, MESSAGE, clientMac(replacement, 33000).compute(MESSAGE), T0)), 'verified 7');
+  assert.deepEqual(eks.issue(33001, T0).key, nodeHkdf(replacement, 33001), 'no stale PRK');
 });
 
-test('lookup: the cache is bounded (LRU) and answers stay right after eviction', () => {
+test('verify: the cache is bounded (LRU) and answers stay right after eviction', () => {
   const keys = [master(1, T0), master(2, T0 + DAY)];
   const { eks } = setup(keys, { cacheSize: 5 });
   for (let id = 32768; id < 32768 + 40; id++) {
-    const found = candidates(eks, id, T0 + DAY);
+    for (const m of keys) assert.equal(outcomeOf(verifyHeld(eks, m, id, T0 + DAY)), `verified ${m.id}`);
     assert.ok(eks.cachedKeys <= 5, `${eks.cachedKeys} cached`);
-    assert.deepEqual(generationsOf(found.live, keys, id), [2, 1]);
   }
   assert.equal(eks.cachedKeys, 5);
   // The default bound is 8192 derived keys.
-  const big = setup([master(1, T0)]).eks;
-  for (let id = 32768; id < 32768 + 8300; id++) big.lookup(id, T0);
+  const one = master(1, T0);
+  const big = setup([one]).eks;
+  for (let id = 32768; id < 32768 + 8300; id++) assert.equal(verifyHeld(big, one, id, T0).outcome, 'verified');
   assert.equal(big.cachedKeys, 8192);
   assert.throws(() => new EphemeralKeys({ keyRing: () => KeyRing.fromKeys(keys), lifetimeMicros: () => DAY, isRevoked: () => false, cacheSize: 0 }), UsageError);
 });
 
-test('lookup: a recently used key survives eviction (least recently used goes first)', () => {
+test('verify: a recently used key survives eviction (least recently used goes first)', () => {
   const keys = [master(1, T0)];
+  const m = keys[0] as MasterKey;
   const { eks } = setup(keys, { cacheSize: 3 });
-  const hot = candidates(eks, 60000, T0).live[0];
+  const hot = verifyHeld(eks, m, 60000, T0);
+  assert.ok(hot.outcome === 'verified');
   for (let id = 32768; id < 32778; id++) {
-    eks.lookup(id, T0);
-    assert.equal(candidates(eks, 60000, T0).live[0], hot, 'the same prepared key, from the cache');
+    assert.equal(verifyHeld(eks, m, id, T0).outcome, 'verified');
+    const again = verifyHeld(eks, m, 60000, T0);
+    assert.equal(again, hot, 'the same answer and prepared key, from the cache');
   }
 });
 
@@ -302,6 +409,19 @@ test('verifyProof: revoked, non-ephemeral, tampered, other-exporter, other-id an
   assert.deepEqual(eks.verifyProof(1234, exported, proof, T0), { ok: false, reason: 'not_ephemeral' });
   revoked.add(41000);
   assert.deepEqual(eks.verifyProof(41000, exported, proof, T0), { ok: false, reason: 'revoked' });
+});
+
+test('verifyProof: generations derived newest first until one verifies; refused proofs cache nothing', () => {
+  const keys = [master(101, T0), master(202, T0 + DAY), master(303, T0 + 2 * DAY)];
+  const { eks } = setup(keys);
+  const exported = random(16);
+  const proofOf = (m: MasterKey, keyId: number) => renewalProof(deriveEphemeralKey(m, keyId), exported);
+  assert.equal(derivations(eks, () => assert.equal(eks.verifyProof(41000, exported, forgery(), T0).ok, false)), 3);
+  assert.equal(derivations(eks, () => assert.equal(eks.verifyProof(41000, exported, random(12), T0).ok, false)), 0);
+  assert.equal(eks.cachedKeys, 0);
+  assert.equal(derivations(eks, () => assert.deepEqual(eks.verifyProof(41000, exported, proofOf(keys[2] as MasterKey, 41000), T0), { ok: true, generation: 303 })), 1);
+  assert.equal(derivations(eks, () => assert.deepEqual(eks.verifyProof(41001, exported, proofOf(keys[0] as MasterKey, 41001), T0), { ok: true, generation: 101 })), 3);
+  assert.equal(eks.cachedKeys, 2);
 });
 
 test('issue: derives under the current generation, expiring at its creation + lifetime; the key proves itself', () => {

@@ -7,7 +7,9 @@ import { UsageError } from '../../src/proto/errors.js';
 import {
   type KeysFileFormat,
   type ManagedBlockLines,
+  KeysBlockCodes,
   beginMarker,
+  checkManagedBlock,
   endMarker,
   formatKeyLine,
   managedKeyComment,
@@ -43,7 +45,7 @@ describe('key lines', () => {
     assert.equal(formatKeyLine(KEY, 'ntp'), NTP_LINE);
     assert.equal(formatKeyLine(KEY, 'chrony'), CHRONY_LINE);
     assert.equal(formatKeyLine({ keyId: 65535, key: new Uint8Array(16).fill(0xab) }, 'ntp'), `65535 AES128CMAC ${'ab'.repeat(16)}`);
-    assert.equal(formatKeyLine({ keyId: 0xffffffff, key: new Uint8Array(16) }, 'chrony'), `4294967295 AES128 HEX:${'00'.repeat(16)}`);
+    assert.equal(formatKeyLine({ keyId: 32768, key: new Uint8Array(16) }, 'chrony'), `32768 AES128 HEX:${'00'.repeat(16)}`);
   });
 
   it('the ntp line reads back with the NTPsec-compatible parser as the same AES-128-CMAC key', () => {
@@ -55,11 +57,14 @@ describe('key lines', () => {
     assert.deepEqual(r.value.warnings, []);
   });
 
-  it('refuses ids and keys the files cannot hold', () => {
-    usage(() => formatKeyLine({ keyId: 65536, key: KEY.key }, 'ntp'), 'KEYS_KEY_ID_RANGE');
-    usage(() => formatKeyLine({ keyId: 0, key: KEY.key }, 'chrony'), 'KEYS_KEY_ID_RANGE');
-    usage(() => formatKeyLine({ keyId: 2 ** 32, key: KEY.key }, 'chrony'), 'KEYS_KEY_ID_RANGE');
-    usage(() => formatKeyLine({ keyId: 1, key: new Uint8Array(15) }, 'ntp'), 'KEYS_BAD_KEY');
+  it('refuses ids outside the ephemeral range (docs/eks.md §3) in both formats, and keys the files cannot hold', () => {
+    for (const format of ['ntp', 'chrony'] as const) {
+      for (const keyId of [0, 1, 123, 32767, 65536, 0xffffffff, 2 ** 32, 32768.5, -32768]) {
+        usage(() => formatKeyLine({ keyId, key: KEY.key }, format), 'KEYS_KEY_ID_RANGE');
+      }
+    }
+    assert.throws(() => formatKeyLine({ keyId: 32767, key: KEY.key }, 'ntp'), /32767 is outside the ephemeral key range 32768\.\.65535/);
+    usage(() => formatKeyLine({ keyId: 32768, key: new Uint8Array(15) }, 'ntp'), 'KEYS_BAD_KEY');
   });
 
   it('comment line', () => {
@@ -117,11 +122,79 @@ describe('managed block', () => {
     usage(() => replaceManagedBlock('', SOURCE, { comments: [], keyLine: '# 1 AES 00' }), 'KEYS_BAD_LINE');
     usage(() => replaceManagedBlock('', SOURCE, { comments: [], keyLine: ' ' }), 'KEYS_BAD_LINE');
     usage(() => replaceManagedBlock('', SOURCE, { comments: [], keyLine: `${NTP_LINE}\r` }), 'KEYS_BAD_LINE');
+    usage(() => replaceManagedBlock('', SOURCE, { comments: [], keyLine: 'AES128CMAC 32770 00' }), 'KEYS_BAD_LINE');
+  });
+
+  it('checkManagedBlock: the delimiting checks alone, before any key id is known', () => {
+    assert.deepEqual(checkManagedBlock('', SOURCE), { ok: true, value: null });
+    assert.ok(checkManagedBlock(`32770 MD5 x\n${BLOCK}`, SOURCE).ok, 'a key id taken outside is not its business');
+    const r = checkManagedBlock(`1 MD5 x\n# BEGIN ntptsc ekey ${SOURCE}\n`, SOURCE);
+    assert.ok(!r.ok && r.error.code === KeysBlockCodes.UNTERMINATED_BLOCK);
+    usage(() => checkManagedBlock('', 'has space'), 'KEYS_BAD_SOURCE');
   });
 
   it('marker helpers', () => {
     assert.equal(beginMarker(SOURCE), '# BEGIN ntptsc ekey ntp.example.com:4460');
     assert.equal(endMarker('[2001:db8::1]:4460'), '# END ntptsc ekey [2001:db8::1]:4460');
+  });
+});
+
+describe('a key id already defined outside the block', () => {
+  const taken = (existing: string, lines = LINES) => {
+    const r = replaceManagedBlock(existing, SOURCE, lines);
+    assert.ok(!r.ok, 'expected a refusal');
+    assert.equal(r.error.code, 'KEYS_KEY_ID_TAKEN');
+    return r.error;
+  };
+
+  it("an operator's key line, in ntpd/NTPsec or chrony syntax, however spaced: refused, naming the line", () => {
+    for (const line of [
+      '32770 MD5 secret',
+      '32770 M secret # a comment',
+      '  32770\tSHA1 0123456789abcdef0123456789abcdef01234567',
+      '32770 AES128 HEX:00112233445566778899aabbccddeeff',
+      '32770 HEX:00112233445566778899aabbccddeeff',
+      '32770 tulip',
+      '032770 MD5 leading zero, as atoi reads it',
+      '32770',
+      '32770#x',
+    ]) {
+      const error = taken(`# keys\n1 MD5 one\n${line}\n`);
+      assert.equal(error.offset, 3, line);
+      assert.equal(error.message, `line 3: key id 32770 is already defined there (outside the block for ${SOURCE})`);
+    }
+    // Also when this source's block exists (it would be replaced), with the other definition before or after it.
+    assert.equal(taken(`${BLOCK}32770 MD5 x\n`).offset, 5);
+    assert.equal(taken(`32770 MD5 x\r\n${BLOCK.replace(/\n/g, '\r\n')}`).offset, 1);
+    // In the chrony format too.
+    assert.equal(taken('32770 AES128 HEX:ffeeddccbbaa99887766554433221100\n', { comments: [], keyLine: CHRONY_LINE }).offset, 1);
+  });
+
+  it("another server's block holding the same id (both servers allocate from 32768): refused, naming that block", () => {
+    const other = '# BEGIN ntptsc ekey other.example:4460\n# key 32770 from ntptsd at other.example:4460\n32770 AES128CMAC ffeeddccbbaa99887766554433221100\n# END ntptsc ekey other.example:4460\n';
+    const error = taken(`1 MD5 x\n${other}`);
+    assert.equal(error.message, 'line 4: key id 32770 is already defined there (in the block for other.example:4460)');
+    assert.equal(taken(`${BLOCK}${other}`).offset, 7);
+    // After the other block has ended, a line is the operator's again.
+    assert.match(taken(`${other.replace('32770 AES', '40000 AES')}32770 MD5 x\n`).message, /^line 5: .*\(outside the block for /);
+  });
+
+  it('not a definition of the id: comments, other ids, other first fields; and the old key of our own block', () => {
+    const fine = [
+      '# 32770 MD5 commented out',
+      '  # 32770 MD5 x',
+      '327700 MD5 x',
+      '3277 MD5 x',
+      '32770x MD5 x',
+      'x 32770 MD5',
+      '-32770 MD5 x',
+      '',
+      '32771 AES128CMAC 00112233445566778899aabbccddeeff',
+    ].join('\n');
+    assert.equal(replaced(`${fine}\n`), `${fine}\n${BLOCK}`);
+    // Our own block already defines 32770 (a renewal keeps the id): replaced, not refused.
+    const renewed = replaced(`${fine}\n${BLOCK}`);
+    assert.equal(renewed, `${fine}\n${BLOCK}`);
   });
 });
 
@@ -163,12 +236,12 @@ const lineArb = fc
     fc.constantFrom('', '#', '# comment', '1 MD5 x', '# BEGIN ntptsc ekey other:2', '# END ntptsc ekey other:2', '  \t'),
   )
   .map((s) => s.replace(/[\r\n]/g, ' '))
-  .filter((s) => !isOurMarker(s));
+  .filter((s) => !isOurMarker(s) && !/^\s*\d{5}(?:[\s#]|$)/.test(s)); // no line defining an ephemeral id: covered below
 const fileArb = fc
   .tuple(fc.array(lineArb, { maxLength: 12 }), fc.constantFrom('\n', '\r\n'), fc.boolean())
   .map(([lines, eol, final]) => lines.join(eol) + (final && lines.length > 0 ? eol : ''));
 const keyArb = fc.record(
-  { keyId: fc.integer({ min: 1, max: 65535 }), key: fc.uint8Array({ minLength: 16, maxLength: 16 }) },
+  { keyId: fc.integer({ min: 32768, max: 65535 }), key: fc.uint8Array({ minLength: 16, maxLength: 16 }) },
   { noNullPrototype: true },
 );
 const formatArb = fc.constantFrom<KeysFileFormat>('ntp', 'chrony');
@@ -210,9 +283,38 @@ describe('properties', () => {
   it('never throws on arbitrary text', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 200 }), fc.constantFrom('src:1', 'other:2'), formatArb, (text, source, format) => {
-        const r = replaceManagedBlock(text, source, blockFor({ keyId: 1, key: new Uint8Array(16) }, format));
-        if (!r.ok) assert.match(r.error.code, /^KEYS_(UNTERMINATED_BLOCK|UNMATCHED_END|NESTED_BLOCK|DUPLICATE_BLOCK)$/);
+        const r = replaceManagedBlock(text, source, blockFor({ keyId: 32768, key: new Uint8Array(16) }, format));
+        if (!r.ok) assert.match(r.error.code, /^KEYS_(UNTERMINATED_BLOCK|UNMATCHED_END|NESTED_BLOCK|DUPLICATE_BLOCK|KEY_ID_TAKEN)$/);
         readManagedKey(text, source, format);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('a written key id is defined exactly once in the file; a refusal names a line outside the block defining it', () => {
+    const idLine = fc.constantFrom('40000 MD5 x', '  40000\tAES128 HEX:00', '40001 MD5 y', '# 40000 MD5 z', '40000', '040000 M w');
+    const otherBlock = fc.constantFrom(
+      '# BEGIN ntptsc ekey other:2\n40000 AES128CMAC 00112233445566778899aabbccddeeff\n# END ntptsc ekey other:2',
+      '# BEGIN ntptsc ekey other:2\n40001 AES128CMAC 00112233445566778899aabbccddeeff\n# END ntptsc ekey other:2',
+    );
+    const ours = fc.constantFrom('', '# BEGIN ntptsc ekey src:1\n40000 AES128CMAC 00112233445566778899aabbccddeeff\n# END ntptsc ekey src:1');
+    const defines = (line: string) => /^\s*0*40000(?:[\s#]|$)/.test(line);
+    fc.assert(
+      fc.property(fc.array(fc.oneof(lineArb, idLine, otherBlock), { maxLength: 8 }), ours, fc.nat(8), formatArb, (parts, block, at, format) => {
+        const lines = [...parts];
+        lines.splice(Math.min(at, lines.length), 0, block);
+        const text = `${lines.join('\n')}\n`;
+        const r = replaceManagedBlock(text, 'src:1', blockFor({ keyId: 40000, key: new Uint8Array(16) }, format));
+        const outside = withoutBlock(text).split('\n');
+        if (r.ok) {
+          assert.ok(!outside.some(defines), 'written although the id is defined outside');
+          assert.equal(r.value.split('\n').filter(defines).length, 1);
+        } else {
+          assert.equal(r.error.code, 'KEYS_KEY_ID_TAKEN');
+          const all = text.split('\n');
+          assert.ok(defines(all[(r.error.offset ?? 0) - 1] ?? ''), `line ${r.error.offset} does not define the id`);
+          assert.ok(outside.some(defines));
+        }
       }),
       { numRuns: 1000 },
     );

@@ -327,6 +327,35 @@ test('ephemeral keys: the MAC must be AES-128-CMAC; a SHA1-sized digest or an MD
   expectCryptoNak(send(s, macRequest({ algorithm: 'MD5', key: issued.key }, 45000)), 'bad_mac', 45000);
 });
 
+test('ephemeral keys: forgeries under random ids cost derivations but cache nothing; a client key stays cached', () => {
+  const s = setup();
+  // A full default ring: keys-kept 7, so 8 generations, two of them live.
+  const policy: KeyRingPolicy = { rotationMicros: DAY, keysKept: 7 };
+  for (let day = 1; day <= 7; day++) s.ring.rotate(START + day * DAY, random, policy);
+  assert.equal(s.ring.keys.length, 8);
+  s.now = START + 7 * DAY + HOUR;
+  const issued = s.eks.issue(47000, s.now);
+  const request = macRequest(ephemeralKey(issued.key), 47000);
+  expectVerified(send(s, request), ephemeralKey(issued.key), 47000, 'verified_ephemeral');
+  const cached = s.eks.cachedKeys;
+  assert.equal(cached, 1);
+  let derived = s.eks.derivedKeys;
+  // One forgery under a fresh id: each of the 8 generations derived once (2 live, then 6 expired), never more.
+  expectCryptoNak(send(s, macRequest(ephemeralKey(random(16)), 47001)), 'bad_mac', 47001);
+  assert.equal(s.eks.derivedKeys - derived, 8);
+  derived = s.eks.derivedKeys;
+  for (let i = 0; i < 1000; i++) {
+    const id = 32768 + (randomBytes(2).readUInt16BE(0) % 32768);
+    const decision = expectRespond(send(s, macRequest(ephemeralKey(random(16)), id)));
+    assert.equal(decision.mac?.outcome, 'bad_mac');
+  }
+  assert.ok(s.eks.derivedKeys - derived <= 8000, `${s.eks.derivedKeys - derived} derivations for 1000 forgeries`);
+  assert.equal(s.eks.cachedKeys, cached, 'no forgery entered the cache');
+  derived = s.eks.derivedKeys;
+  expectVerified(send(s, request), ephemeralKey(issued.key), 47000, 'verified_ephemeral');
+  assert.equal(s.eks.derivedKeys, derived, "the client's key is still cached: verified without a derivation");
+});
+
 // --- NTS + MAC, rate limiting ---------------------------------------------------------------------------------
 
 test('NTS extension fields and a MAC in one request are dropped (nts_and_mac), never answered', () => {
@@ -395,10 +424,17 @@ test('StaticAndEphemeralKeys: routes by id range; refuses static keys in the eph
   const one = keys.resolve(1, START);
   assert.equal(one.kind, 'static');
   assert.equal(one.kind === 'static' && one.key.keyId, 1);
+  assert.equal(keys.resolve(1, START + 1), one, 'built once: resolving a static key allocates nothing');
   assert.deepEqual(keys.resolve(2, START), { kind: 'refused', reason: 'unknown_key' });
+  // Every ephemeral id goes to the verifier, which judges revocation, expiry and the MAC itself; nothing is derived here.
   const eph = keys.resolve(40000, START);
-  assert.ok(eph.kind === 'ephemeral' && eph.live.length === 1 && eph.expired.length === 0);
-  assert.deepEqual(keys.resolve(50000, START), { kind: 'refused', reason: 'revoked' });
+  assert.ok(eph.kind === 'ephemeral' && eph.verifier === eks);
+  assert.equal(keys.resolve(50000, START), eph);
+  assert.equal(eks.derivedKeys, 0);
+  const issued = eks.issue(40000, START);
+  const digest = computeSymmetricMac(ephemeralKey(issued.key), Uint8Array.of(1, 2, 3));
+  assert.equal(eph.verifier.verify(40000, Uint8Array.of(1, 2, 3), digest, START).outcome, 'verified');
+  assert.equal(eph.verifier.verify(50000, Uint8Array.of(1, 2, 3), digest, START).outcome, 'revoked');
   assert.deepEqual(keys.resolve(70000, START), { kind: 'refused', reason: 'unknown_key' });
   assert.deepEqual(new StaticAndEphemeralKeys().resolve(40000, START), { kind: 'refused', reason: 'unknown_key' });
   const misfiled = new Map([[40000, new PreparedMac({ keyId: 40000, algorithm: 'MD5', key: Uint8Array.of(1) })]]);

@@ -14,8 +14,14 @@
  * - Nothing outside the block is changed, byte for byte (line endings and a missing final newline included).
  * - A block we cannot delimit with certainty (BEGIN without END, a stray END, nested or repeated blocks) is an
  *   error, never a guess: guessing would delete the operator's lines or leave a stale key defined twice.
+ * - Key lines are only written for issued keys, ids 32768..65535 (docs/eks.md §3), and never for an id the file
+ *   already defines outside the block: an operator's key, or another EKS server's block (two servers both start
+ *   allocating at 32768). NTP clients take the first or the last definition of an id, so one of the two keys
+ *   would silently lose. A line defines the id of its first field when that is a decimal number, in ntpd/NTPsec
+ *   and chrony syntax alike.
  */
 
+import { EPHEMERAL_KEY_ID_MAX, EPHEMERAL_KEY_ID_MIN, isEphemeralKeyId } from '../../crypto/ephemeral-keys.js';
 import { type Result, UsageError, decodeError, ok } from '../errors.js';
 import { EKS_AES128CMAC_KEY_LENGTH } from './records.js';
 
@@ -43,6 +49,8 @@ export const KeysBlockCodes = {
   NESTED_BLOCK: 'KEYS_NESTED_BLOCK',
   /** Two blocks for this source: the key would be defined twice. */
   DUPLICATE_BLOCK: 'KEYS_DUPLICATE_BLOCK',
+  /** The new key's id is already defined outside this source's block (an operator's key, another server's block). */
+  KEY_ID_TAKEN: 'KEYS_KEY_ID_TAKEN',
 } as const;
 
 /** ntpd and NTPsec refuse key ids above 65535 (NTP_MAXKEY); chrony takes any u32 (docs/eks.md §3). */
@@ -63,12 +71,12 @@ function fromHex(text: string): Uint8Array | undefined {
 
 /**
  * One key line. ntp (ntpd/NTPsec keys file): `32770 AES128CMAC <32 hex digits>` (more than 20 characters, so read
- * as hex). chrony (keyfile, AES-128-CMAC since chrony 4.0): `32770 AES128 HEX:<32 hex digits>`.
+ * as hex). chrony (keyfile, AES-128-CMAC since chrony 4.0): `32770 AES128 HEX:<32 hex digits>`. Only for issued
+ * keys: an id outside 32768..65535 (docs/eks.md §3) throws KEYS_KEY_ID_RANGE.
  */
 export function formatKeyLine(key: ManagedKey, format: KeysFileFormat): string {
-  const max = MAX_KEY_ID[format];
-  if (!Number.isInteger(key.keyId) || key.keyId < 1 || key.keyId > max) {
-    throw new UsageError('KEYS_KEY_ID_RANGE', `key id ${key.keyId} is outside 1..${max} for the ${format} format`);
+  if (!isEphemeralKeyId(key.keyId)) {
+    throw new UsageError('KEYS_KEY_ID_RANGE', `key id ${key.keyId} is outside the ephemeral key range ${EPHEMERAL_KEY_ID_MIN}..${EPHEMERAL_KEY_ID_MAX} (docs/eks.md §3)`);
   }
   if (key.key.length !== EKS_AES128CMAC_KEY_LENGTH) {
     throw new UsageError('KEYS_BAD_KEY', `AES-128-CMAC key of ${key.key.length} octets, not ${EKS_AES128CMAC_KEY_LENGTH}`);
@@ -160,6 +168,48 @@ function findBlock(lines: readonly Line[], source: string): Result<{ readonly be
   return ok(found);
 }
 
+/**
+ * The key id a keys-file line defines: its first field when that is a decimal number (ntpd/NTPsec keys files and
+ * chrony key files both start a key line with the id), else null (comments, blank lines, anything else).
+ */
+function definedKeyId(text: string): number | null {
+  const m = /^\s*(\d+)(?=[\s#]|$)/.exec(text);
+  return m === null ? null : Number(m[1]);
+}
+
+/**
+ * The first line outside this source's block (`block`, line indexes) that defines `keyId`, with the source of the
+ * other block it lies in (null: an operator's line); null when there is none.
+ */
+function findKeyIdOutside(
+  lines: readonly Line[],
+  source: string,
+  block: { readonly begin: number; readonly end: number } | null,
+  keyId: number,
+): { readonly line: number; readonly otherSource: string | null } | null {
+  let otherSource: string | null = null;
+  for (let i = 0; i < lines.length; i++) {
+    if (block !== null && i >= block.begin && i <= block.end) continue;
+    const text = lines[i]?.text ?? '';
+    const marker = markerOf(text);
+    if (marker !== undefined) {
+      if (marker.source === source) continue; // only our own block's markers, which findBlock has vetted
+      if (marker.kind === 'BEGIN') otherSource = marker.source;
+      else if (marker.source === otherSource) otherSource = null;
+      continue;
+    }
+    if (definedKeyId(text) === keyId) return { line: i + 1, otherSource };
+  }
+  return null;
+}
+
+/** Ok when this source's block can be replaced safely (no block, or one delimited with certainty), else the coded reason. */
+export function checkManagedBlock(existing: string, source: string): Result<null> {
+  checkSource(source);
+  const found = findBlock(splitLines(existing), source);
+  return found.ok ? ok(null) : found;
+}
+
 function checkLine(text: string, what: string): void {
   if (/[\r\n]/.test(text)) throw new UsageError('KEYS_BAD_LINE', `${what} contains a line break`);
   if (markerOf(text) !== undefined) throw new UsageError('KEYS_BAD_LINE', `${what} would read as a block marker`);
@@ -168,7 +218,9 @@ function checkLine(text: string, what: string): void {
 /**
  * `existing` with this source's block replaced by one holding `lines`, or the block appended when there is none
  * (after a newline if the file does not end with one). New lines use the file's line ending (CRLF if its first
- * line has one). Fails with a `KeysBlockCodes` code when the block cannot be delimited safely.
+ * line has one). Fails with a `KeysBlockCodes` code when the block cannot be delimited safely, or with
+ * KEYS_KEY_ID_TAKEN (naming the line) when the key line's id is already defined outside the block: on any failure
+ * nothing is to be written. Throws KEYS_BAD_LINE for a key line that does not start with a key id.
  */
 export function replaceManagedBlock(existing: string, source: string, lines: ManagedBlockLines): Result<string> {
   const begin = beginMarker(source);
@@ -178,9 +230,16 @@ export function replaceManagedBlock(existing: string, source: string, lines: Man
   if (lines.keyLine.trim() === '' || lines.keyLine.trimStart().startsWith('#')) {
     throw new UsageError('KEYS_BAD_LINE', 'the key line is empty or a comment');
   }
+  const keyId = definedKeyId(lines.keyLine);
+  if (keyId === null) throw new UsageError('KEYS_BAD_LINE', 'the key line does not start with a key id');
   const parsed = splitLines(existing);
   const found = findBlock(parsed, source);
   if (!found.ok) return found;
+  const taken = findKeyIdOutside(parsed, source, found.value, keyId);
+  if (taken !== null) {
+    const where = taken.otherSource === null ? `outside the block for ${source}` : `in the block for ${taken.otherSource}`;
+    return decodeError(KeysBlockCodes.KEY_ID_TAKEN, `line ${taken.line}: key id ${keyId} is already defined there (${where})`, taken.line);
+  }
   const eol = parsed.find((l) => l.end !== '')?.end ?? '\n';
   const body = [begin, ...comments, lines.keyLine, endMarker(source)].join(eol);
   if (found.value === null) {

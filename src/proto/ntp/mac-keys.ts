@@ -1,24 +1,34 @@
 /**
  * Which keys a symmetric-key MAC in an NTP request (RFC 5905 §7.3; AES-128-CMAC per RFC 8573) may verify
  * under: the operator's static keys (`ntp.keys-file`) and the ephemeral keys derived from the key ring
- * (docs/eks.md §3, §4, §7). The responder asks a `MacKeyResolver` per request and does the verifying itself.
+ * (docs/eks.md §3, §4, §7). The responder asks a `MacKeyResolver` per request.
  *
  * - Static keys have ids 1..32767; ephemeral ids are 32768..65535 (docs/eks.md §3), so an id selects
  *   exactly one of the two and they can never collide. `staticMacKeys` refuses a keys file that would.
- * - An ephemeral id is answered with candidate keys (live and expired generations, newest first) rather
- *   than one key: which generation a client holds is only known by trying (docs/eks.md §4).
+ * - A static id resolves to its one key, and the responder verifies. An ephemeral id resolves to a verifier
+ *   (`EphemeralKeys`) that the responder hands the MAC to: which generation a client holds is only known by
+ *   trying (docs/eks.md §4), and the verifier derives candidate keys lazily, only as far as it has to.
+ * - Resolving allocates nothing: the answer for every static key and the ephemeral answer are built once.
  */
 
-import { EPHEMERAL_KEY_ID_MAX, EPHEMERAL_KEY_ID_MIN, type EphemeralKeys, isEphemeralKeyId } from '../../crypto/ephemeral-keys.js';
+import { EPHEMERAL_KEY_ID_MAX, EPHEMERAL_KEY_ID_MIN, type EphemeralMacCheck, isEphemeralKeyId } from '../../crypto/ephemeral-keys.js';
 import { PreparedMac, type SymmetricKey } from '../../crypto/symmetric-mac.js';
 import { UsageError, decodeError, ok, type Result } from '../errors.js';
 
 /** What became of a request's MAC, as counted by the NTP service (docs/eks.md §7). */
 export type MacKeyOutcome = 'verified_static' | 'verified_ephemeral' | 'unknown_key' | 'bad_mac' | 'expired' | 'revoked';
 
+/**
+ * Checks a MAC under an ephemeral key id (`EphemeralKeys.verify`): the outcome, and on success the key that
+ * signs the response. Revocation, expiry and the generations of the ring are its business.
+ */
+export interface EphemeralMacVerifier {
+  verify(keyId: number, message: Uint8Array, digest: Uint8Array, nowMicros: number): EphemeralMacCheck;
+}
+
 export type MacKeyResolution =
   | { readonly kind: 'static'; readonly key: PreparedMac }
-  | { readonly kind: 'ephemeral'; readonly live: readonly PreparedMac[]; readonly expired: readonly PreparedMac[] }
+  | { readonly kind: 'ephemeral'; readonly verifier: EphemeralMacVerifier }
   | { readonly kind: 'refused'; readonly reason: 'unknown_key' | 'revoked' };
 
 export interface MacKeyResolver {
@@ -29,7 +39,6 @@ export interface MacKeyResolver {
 export const STATIC_KEY_ID_MAX = EPHEMERAL_KEY_ID_MIN - 1;
 
 const UNKNOWN_KEY: MacKeyResolution = Object.freeze({ kind: 'refused', reason: 'unknown_key' });
-const REVOKED: MacKeyResolution = Object.freeze({ kind: 'refused', reason: 'revoked' });
 const NO_STATIC_KEYS: ReadonlyMap<number, PreparedMac> = new Map();
 
 /**
@@ -62,19 +71,23 @@ export function staticMacKeys(keys: Iterable<SymmetricKey>): Result<Map<number, 
 export interface StaticAndEphemeralKeysOptions {
   /** From `staticMacKeys`: ids 1..32767 only. */
   readonly static?: ReadonlyMap<number, PreparedMac>;
-  /** Null (or absent) when this node does not verify ephemeral keys. */
-  readonly ephemeral?: EphemeralKeys | null;
+  /** `EphemeralKeys`; null (or absent) when this node does not verify ephemeral keys. */
+  readonly ephemeral?: EphemeralMacVerifier | null;
 }
 
-/** Ids 1..32767 from the static map, 32768..65535 from `EphemeralKeys`; anything else is an unknown key. */
+/**
+ * Ids 1..32767 from the static map, 32768..65535 to the ephemeral verifier (which also judges revocation);
+ * anything else is an unknown key.
+ */
 export class StaticAndEphemeralKeys implements MacKeyResolver {
   /** The answer for each static key, built once: resolving allocates nothing. */
   readonly #static = new Map<number, MacKeyResolution>();
-  readonly #ephemeral: EphemeralKeys | null;
+  readonly #ephemeral: MacKeyResolution;
 
   /** Throws UsageError when a static key id lies in the ephemeral range (use `staticMacKeys`). */
   constructor(options: StaticAndEphemeralKeysOptions = {}) {
-    this.#ephemeral = options.ephemeral ?? null;
+    const verifier = options.ephemeral ?? null;
+    this.#ephemeral = verifier === null ? UNKNOWN_KEY : Object.freeze({ kind: 'ephemeral', verifier });
     for (const [id, key] of options.static ?? NO_STATIC_KEYS) {
       if (isEphemeralKeyId(id)) throw new UsageError('NTP_KEYS_EPHEMERAL_RANGE', `static key id ${id} is in the ephemeral key range`);
       if (key.keyId !== id) throw new UsageError('NTP_KEYS_ID_MISMATCH', `static key ${key.keyId} is filed under id ${id}`);
@@ -82,13 +95,8 @@ export class StaticAndEphemeralKeys implements MacKeyResolver {
     }
   }
 
-  resolve(keyId: number, nowMicros: number): MacKeyResolution {
-    if (isEphemeralKeyId(keyId)) {
-      if (this.#ephemeral === null) return UNKNOWN_KEY;
-      const found = this.#ephemeral.lookup(keyId, nowMicros);
-      if (found.kind === 'candidates') return { kind: 'ephemeral', live: found.live, expired: found.expired };
-      return found.reason === 'revoked' ? REVOKED : UNKNOWN_KEY;
-    }
+  resolve(keyId: number, _nowMicros: number): MacKeyResolution {
+    if (isEphemeralKeyId(keyId)) return this.#ephemeral;
     return this.#static.get(keyId) ?? UNKNOWN_KEY;
   }
 }

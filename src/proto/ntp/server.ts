@@ -153,9 +153,9 @@ export class NtpResponder {
   }
 
   /**
-   * RFC 5905 §7.3 / RFC 8573: `covered` is the request up to the key id. The first key that verifies signs
-   * the response; ephemeral keys are tried live generations first, newest first (docs/eks.md §4), and a MAC
-   * that verifies only under an expired one is reported as such. Every other outcome is a crypto-NAK.
+   * RFC 5905 §7.3 / RFC 8573: `covered` is the request up to the key id. The key that verifies signs the
+   * response: a static key, or the ephemeral key the verifier found (live generations only; a MAC that
+   * verifies only under an expired one is reported as such, docs/eks.md §4). Every other outcome is a crypto-NAK.
    */
   private handleMac(
     covered: Uint8Array,
@@ -175,9 +175,13 @@ export class NtpResponder {
       if (resolved.key.verify(covered, digest)) key = resolved.key;
       outcome = key === undefined ? 'bad_mac' : 'verified_static';
     } else {
-      key = resolved.live.find((candidate) => candidate.verify(covered, digest));
-      if (key !== undefined) outcome = 'verified_ephemeral';
-      else outcome = resolved.expired.some((candidate) => candidate.verify(covered, digest)) ? 'expired' : 'bad_mac';
+      // The verifier derives candidate keys lazily (docs/eks.md §4): live generations until one verifies,
+      // expired ones only to tell `expired` from `bad_mac`.
+      const check = resolved.verifier.verify(keyId, covered, digest, receivedAtMicros);
+      if (check.outcome === 'verified') {
+        key = check.mac;
+        outcome = 'verified_ephemeral';
+      } else outcome = check.outcome === 'not_ephemeral' ? 'unknown_key' : check.outcome;
     }
     if (key === undefined) {
       return { kind: 'respond', bytes: this.cryptoNak(header, quality, receivedAtMicros, transmitAtMicros), auth: 'none', kiss: 'CRYPTO_NAK', mac: { outcome, keyId } };
