@@ -19,6 +19,12 @@
 // refuses never sets the clock and never exits; with a good key it slews after ~7 s (the slew itself fails
 // with EPERM: no CAP_SYS_TIME) and exits 0. Under `disable ntp` ntpd -q does not use the sample at all ("SYNC:
 // no servers found" after 11 s), so its run here says `enable ntp`, which is safe without CAP_SYS_TIME.
+// Renewal (`ntptsc ekey --renew --on-renew 'chronyc … rekey'`): without a rotation a renewal gives the same key
+// (a key is a function of the generation and the id); after `rotate-keys` the next renewal gives the same id a new
+// key. chrony 4.3 switches at `chronyc rekey` with no lost sample. The old key keeps verifying while its generation
+// is in the ring (docs/eks.md §4), so "still authenticated after the change" alone does not show that chrony
+// reloaded: the test rotates once more (keys-kept = 1) to drop that generation; a chronyd that did not reload
+// then gets only crypto-NAKs (checked by replacing the command with `true`: the test fails at that step).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -64,6 +70,8 @@ interface EksDaemonConfig {
   keyRotation?: string;
   keysKept?: number;
   keyLifetime?: string;
+  /** eks.issue-burst: renewals count against it (default 5, then one a minute). */
+  issueBurst?: number;
 }
 
 /** ntptsd with the test CA's certificate on a TLS listener serving NTS-KE and EKS, and a mgmt Unix socket. */
@@ -94,6 +102,7 @@ function eksConfig(o: EksDaemonConfig): string {
     '[eks]',
     `ntp-port = ${o.ntpPort}`,
     ...(o.keyLifetime !== undefined ? [`key-lifetime = ${JSON.stringify(o.keyLifetime)}`] : []),
+    ...(o.issueBurst !== undefined ? [`issue-burst = ${o.issueBurst}`] : []),
     '',
     '[[listener]]',
     `address = ${JSON.stringify(o.tlsListen)}`,
@@ -157,6 +166,43 @@ async function fetchKeyFile(o: { host: string; ca: TestCa; format: 'chrony' | 'n
   await ntptscOk(['ekey', o.host, '--ca', o.ca.caCert, '--format', o.format, '--out', o.out], o.netns);
   const text = readFileSync(o.out, 'utf8');
   return { text, ...keyLine(text, o.format) };
+}
+
+/** The key line inside this server's managed block (`# BEGIN ntptsc ekey SOURCE` … `# END ntptsc ekey SOURCE`). */
+function managedKeyLine(text: string, source: string, format: 'chrony' | 'ntp'): { keyId: number; hex: string; line: string } {
+  const lines = text.split('\n').map((l) => l.trim());
+  const begin = lines.indexOf(`# BEGIN ntptsc ekey ${source}`);
+  const end = lines.indexOf(`# END ntptsc ekey ${source}`);
+  assert.ok(begin >= 0 && end > begin, `no managed block for ${source} in:\n${text}`);
+  return keyLine(lines.slice(begin + 1, end).join('\n'), format);
+}
+
+/** One word for /bin/sh. */
+function shQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** One line of `ntptsc ekey --renew --json`: a write of --out. */
+interface EkeyWriteLine {
+  keyId: number;
+  key: string;
+  renewed: boolean;
+  previousKeyId: number | null;
+  expiresAt: string;
+}
+
+/**
+ * What a running `ntptsc ekey --renew --json --on-renew CMD` reported so far: its writes (stdout, one JSON line
+ * each, complete lines only), how many --on-renew runs exited 0 (a run follows its write before the next fetch),
+ * and its `ntptsc: …` lines (warnings, failed fetches, failed commands).
+ */
+function renewProgress(proc: PeerProcess): { writes: EkeyWriteLine[]; hooksOk: number; problems: string[] } {
+  const lines = proc.logs().split('\n').slice(0, -1);
+  return {
+    writes: lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as EkeyWriteLine),
+    hooksOk: lines.filter((l) => l === '--on-renew command exited with status 0').length,
+    problems: lines.filter((l) => l.startsWith('ntptsc: ')),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -329,7 +375,7 @@ interface HostEks {
 }
 
 /** ntptsd on the host loopback: NTP on a free UDP port, NTS-KE + EKS on a free TCP port, mgmt in its state dir. */
-async function startHostEks(t: TestContext, extra: Pick<EksDaemonConfig, 'keyRotation' | 'keysKept' | 'keyLifetime'> = {}): Promise<HostEks> {
+async function startHostEks(t: TestContext, extra: Pick<EksDaemonConfig, 'keyRotation' | 'keysKept' | 'keyLifetime' | 'issueBurst'> = {}): Promise<HostEks> {
   requirePeers(t);
   const ca = await makeTestCa({ t, via: 'x509' });
   const dir = makeTempDir('eks-host', t);
@@ -548,5 +594,125 @@ test('chronyd with a short-lived key: authenticated until it expires, then crypt
   assert.equal(gone['mac.revoked'] ?? 0, 0);
   t.diagnostic(
     `key ${key.keyId} expired at ${listed.expiresAt}; before: ${describeChrony(good)}; after: ${describeChrony(last)}; ntptsd expired ${gone['mac.expired']}, bad_mac ${gone['mac.bad_mac']}, verified_ephemeral ${gone['mac.verified_ephemeral']}`,
+  );
+});
+
+test('chronyd stays authenticated across renewals by `ntptsc ekey --renew` (same key id, new generation, `chronyc rekey`)', { timeout: 60_000 }, async (t) => {
+  const startedAt = Date.now();
+  const peers = requirePeers(t);
+  // Rotations only when the test asks (rotate-keys); one old generation kept, so a second rotation drops the
+  // generation of the first key. Renewals count against the issuance burst: one every 3 s here.
+  const { ca, dir, ntpPort, kePort, daemon, socket } = await startHostEks(t, { keysKept: 1, issueBurst: 1000 });
+  const source = `127.0.0.1:${kePort}`;
+  const keyfile = join(dir, 'chrony.keys');
+  // The operator's first fetch gives the id for chrony.conf; `--renew` then keeps the file current.
+  const first = await fetchKeyFile({ host: source, ca, format: 'chrony', out: keyfile });
+  assert.deepEqual(managedKeyLine(first.text, source, 'chrony'), { keyId: first.keyId, hex: first.hex, line: first.line });
+  const g0 = (await listedKey(socket, first.keyId)).generation;
+
+  const chrony = await startKeyedChrony(t, 'eks-client-renew', keyfile, ntpPort, first.keyId);
+  assertNoSysTime(chrony.pid);
+  await authenticatedSamples(chrony, daemon, 2);
+
+  const hook = `${shQuote(peers.chronyc)} -h ${shQuote(chrony.socketPath)} rekey`;
+  const renew = await startInNetns({
+    t,
+    name: 'ntptsc-ekey-renew',
+    argv: [process.execPath, '--import', TSX_LOADER, NTPTSC_CLI, 'ekey', source, '--ca', ca.caCert, '--format', 'chrony', '--out', keyfile, '--renew', '--renew-after', '3', '--json', '--on-renew', hook],
+    ready: async () => true,
+  });
+  const progress = (): ReturnType<typeof renewProgress> => {
+    const p = renewProgress(renew);
+    assert.deepEqual(p.problems, [], `ntptsc ekey --renew reported problems:\n${renew.logs()}`);
+    if (!renew.running) throw new Error(`ntptsc ekey --renew exited:\n${renew.logs()}`);
+    return p;
+  };
+  const waitForRenew = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> =>
+    waitForChrony(chrony, daemon, what, probe, timeoutMs).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n--- ntptsc ekey --renew output ---\n${renew.logs()}`, { cause: err });
+    });
+
+  // Its first write renews the key the file holds: same id and, without a rotation, the same key; chrony reloads it.
+  const firstRenewal = await waitForRenew('the first write of ntptsc ekey --renew and its on-renew command', async () => {
+    const p = progress();
+    return p.writes.length >= 1 && p.hooksOk >= 1 ? p.writes[0] : undefined;
+  }, 10_000);
+  assert.equal(firstRenewal?.keyId, first.keyId, JSON.stringify(firstRenewal));
+  assert.equal(firstRenewal?.renewed, true, JSON.stringify(firstRenewal));
+  assert.equal(firstRenewal?.previousKeyId, first.keyId, JSON.stringify(firstRenewal));
+  assert.equal(firstRenewal?.key, first.hex.toLowerCase(), 'a renewal under the same generation gives the same key');
+  assert.match(renew.logs(), /^200 OK$/m, `chronyc rekey answered:\n${renew.logs()}`);
+  const start = await ntpCounters(socket);
+
+  // A new generation: the next renewal (≤ 3 s) gives the same id a new key.
+  const rotated1 = JSON.parse(await ntptscOk(['rotate-keys', '--json', '--socket', socket])) as { current: number; previous: number; removed: number[] };
+  assert.equal(rotated1.previous, g0, JSON.stringify(rotated1));
+  assert.deepEqual(rotated1.removed, [], 'keys-kept = 1: the first key\'s generation stays in the ring');
+  const rotatedAt = Date.now();
+  const changed = await waitForRenew('a new key under the same id in the managed block, and its on-renew command done', async () => {
+    const inFile = managedKeyLine(readFileSync(keyfile, 'utf8'), source, 'chrony');
+    if (inFile.hex === first.hex) return undefined;
+    assert.equal(inFile.keyId, first.keyId, `the renewal kept the key id:\n${readFileSync(keyfile, 'utf8')}`);
+    const p = progress();
+    const index = p.writes.findIndex((w) => w.key === inFile.hex.toLowerCase());
+    // The command of write number index + 1 has run (exit 0) once that many have.
+    return index >= 0 && p.hooksOk >= index + 1 ? { inFile, write: p.writes[index], writes: index + 1 } : undefined;
+  }, 10_000);
+  // Counters first, then chrony: from here on chrony holds the new key (rekey done).
+  const atChange = await ntpCounters(socket);
+  const chronyAtChange = await chronyState(chrony);
+  const changedAt = Date.now();
+  assert.equal(changed.write?.keyId, first.keyId);
+  assert.equal(changed.write?.renewed, true);
+  assert.equal(changed.write?.previousKeyId, first.keyId);
+  const listed = await listedKey(socket, first.keyId);
+  assert.equal(listed.generation, rotated1.current, `the renewed id now belongs to the new generation: ${JSON.stringify(listed)}`);
+
+  const afterChange = await waitForChrony(
+    chrony,
+    daemon,
+    'chronyd to get 4 more MAC-authenticated samples after the key changed',
+    async () => {
+      const s = await chronyState(chrony);
+      return s.data['Authenticated'] === 'Yes' && s.validRx >= chronyAtChange.validRx + 4 ? s : undefined;
+    },
+    8_000,
+  );
+  const countersAfterChange = await ntpCounters(socket);
+  const verifiedAfterChange = counterDelta(atChange, countersAfterChange, 'mac.verified_ephemeral');
+  assert.ok(verifiedAfterChange >= afterChange.validRx - chronyAtChange.validRx, `ntptsd verified ${verifiedAfterChange} requests after the change, chrony got ${afterChange.validRx - chronyAtChange.validRx} valid samples`);
+
+  // The old key would still verify (its generation is in the ring, docs/eks.md §4): drop that generation, and
+  // only a chronyd that really reloaded the file keeps getting valid samples.
+  const rotated2 = JSON.parse(await ntptscOk(['rotate-keys', '--json', '--socket', socket])) as { current: number; previous: number; removed: number[] };
+  assert.deepEqual(rotated2.removed, [g0], `the second rotation drops the first key's generation: ${JSON.stringify(rotated2)}`);
+  const chronyAtDrop = await chronyState(chrony);
+  const afterDrop = await waitForChrony(
+    chrony,
+    daemon,
+    'chronyd to get 4 more MAC-authenticated samples once the first key\'s generation left the ring',
+    async () => {
+      const s = await chronyState(chrony);
+      return s.data['Authenticated'] === 'Yes' && s.validRx >= chronyAtDrop.validRx + 4 ? s : undefined;
+    },
+    8_000,
+  );
+  const end = await ntpCounters(socket);
+  for (const name of ['mac.bad_mac', 'mac.expired', 'mac.revoked', 'mac.unknown_key']) assert.equal(end[name] ?? 0, 0, `${name}: ${JSON.stringify(end)}`);
+  assert.ok(counterDelta(countersAfterChange, end, 'mac.verified_ephemeral') >= afterDrop.validRx - chronyAtDrop.validRx, JSON.stringify(end));
+  assert.equal((await chronyAuth(chrony)).keyId, first.keyId);
+
+  // SIGTERM ends --renew with exit 0; the file keeps the id chrony.conf names.
+  const before = progress();
+  await renew.stop();
+  const exit = await renew.exited;
+  assert.deepEqual(exit, { code: 0, signal: null }, `ntptsc ekey --renew on SIGTERM:\n${renew.logs()}`);
+  assert.ok(before.writes.every((w) => w.keyId === first.keyId && w.renewed && w.previousKeyId === first.keyId), JSON.stringify(before.writes));
+  assert.equal(managedKeyLine(readFileSync(keyfile, 'utf8'), source, 'chrony').keyId, first.keyId);
+  t.diagnostic(
+    `key ${first.keyId}: generation ${g0} → ${rotated1.current}; new key in the file ${changedAt - rotatedAt} ms after rotate-keys (write ${changed.writes}, rekey done); ` +
+      `at the change: ${describeChrony(chronyAtChange)}; after: ${describeChrony(afterChange)}; after generation ${g0} left the ring: ${describeChrony(afterDrop)}; ` +
+      `ntptsd verified_ephemeral +${counterDelta(start, end, 'mac.verified_ephemeral')} (+${verifiedAfterChange} after the change), bad_mac ${end['mac.bad_mac'] ?? 0}; ` +
+      `${before.writes.length} writes, ${before.hooksOk} rekeys; ${Date.now() - startedAt} ms`,
   );
 });
