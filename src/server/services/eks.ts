@@ -15,8 +15,7 @@ import ipaddr from 'ipaddr.js';
 import type { EksConfig, EksToken } from '../../config/types.js';
 import type { EphemeralKeys } from '../../crypto/ephemeral-keys.js';
 import { RequestBucket } from '../../proto/mgmt/admission.js';
-import { DecodeError } from '../../proto/errors.js';
-import { RecordDecoder, NEED_DATA } from '../../proto/ntske/decoder.js';
+import { RecordDecoder } from '../../proto/ntske/decoder.js';
 import type { RawRecord } from '../../proto/ntske/framing.js';
 import {
   EKS_ALPN,
@@ -33,6 +32,7 @@ import { encodeEksError, encodeEksKeyResponse, parseEksRequest, type EksRequest 
 import { Counters } from '../counters.js';
 import type { EksStore } from '../eks-store.js';
 import type { ConnectionContext, Service, ServiceStats } from '../service.js';
+import { OneMessageExchange } from './one-message.js';
 
 export type EksCounterName = 'requests' | 'issued' | 'refused' | 'framing_errors' | 'incomplete' | 'internal_errors';
 
@@ -116,59 +116,36 @@ export class EksService implements Service {
       errorPrefix: 'EKS',
     });
     const records: RawRecord[] = [];
-    let done = false;
-
     const finish = (outcome: EksCounterName, label: string | undefined, response: Uint8Array | null) => {
-      if (done) return;
-      done = true;
+      if (!exchange.finish(response)) return;
       this.counters.inc(outcome, label);
-      socket.removeListener('data', onData);
-      if (response !== null) socket.end(response);
-      else socket.end();
       this.#options.onExchange?.(label === undefined ? outcome : `${outcome === 'issued' ? 'issued-' : ''}${label}`, seconds());
     };
-
-    const onData = (chunk: Buffer) => {
-      decoder.push(chunk);
-      for (;;) {
-        const next = decoder.next();
-        if (next === NEED_DATA) return;
-        if (next instanceof DecodeError) {
-          context.logger.debug({ code: next.code, detail: next.message }, 'EKS request framing error');
-          finish('framing_errors', next.code, encodeEksError(EksErrorCode.BAD_REQUEST));
-          return;
+    const exchange = new OneMessageExchange(socket, decoder, {
+      record: (record) => records.push(record),
+      // docs/eks.md §1: a framing error, or bytes after End of Message, make a bad request.
+      framingError: (error) => {
+        context.logger.debug({ code: error.code, detail: error.message }, 'EKS request framing error');
+        finish('framing_errors', error.code, encodeEksError(EksErrorCode.BAD_REQUEST));
+      },
+      complete: () => {
+        this.counters.inc('requests');
+        const address = context.remote.kind === 'tcp' ? context.remote.address : 'local';
+        this.#answer(records, address, tlsSocket, context).then(
+          ({ outcome, label, response }) => finish(outcome, label, response),
+          (error: unknown) => {
+            context.logger.error({ err: error }, 'EKS internal error');
+            finish('internal_errors', undefined, encodeEksError(EksErrorCode.INTERNAL_ERROR));
+          },
+        );
+      },
+      closed: (answered) => {
+        this.#active--;
+        if (!answered) {
+          this.counters.inc('incomplete');
+          this.#options.onExchange?.('incomplete', seconds());
         }
-        records.push(next);
-        if (decoder.messageComplete) {
-          // docs/eks.md §1: bytes after End of Message make a bad request (those that came with it, at least).
-          const after = decoder.next();
-          if (after instanceof DecodeError) {
-            finish('framing_errors', after.code, encodeEksError(EksErrorCode.BAD_REQUEST));
-            return;
-          }
-          socket.removeListener('data', onData);
-          this.counters.inc('requests');
-          const address = context.remote.kind === 'tcp' ? context.remote.address : 'local';
-          this.#answer(records, address, tlsSocket, context).then(
-            ({ outcome, label, response }) => finish(outcome, label, response),
-            (error: unknown) => {
-              context.logger.error({ err: error }, 'EKS internal error');
-              finish('internal_errors', undefined, encodeEksError(EksErrorCode.INTERNAL_ERROR));
-            },
-          );
-          return;
-        }
-      }
-    };
-
-    socket.on('data', onData);
-    socket.once('close', () => {
-      this.#active--;
-      if (!done) {
-        done = true;
-        this.counters.inc('incomplete');
-        this.#options.onExchange?.('incomplete', seconds());
-      }
+      },
     });
   }
 

@@ -11,14 +11,14 @@ import type tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { aeadById } from '../../crypto/aead.js';
 import type { KeyRing } from '../../crypto/keyring.js';
-import { DecodeError } from '../../proto/errors.js';
-import { RecordDecoder, NEED_DATA } from '../../proto/ntske/decoder.js';
+import { RecordDecoder } from '../../proto/ntske/decoder.js';
 import { MessageCollector, encodeMessage } from '../../proto/ntske/message.js';
 import { errorRecord } from '../../proto/ntske/records.js';
 import { NTS_EXPORTER_LABEL, exporterContext, negotiate, type NtsKeServerSettings } from '../../proto/ntske/server.js';
 import { sealCookie } from '../../proto/nts/cookie.js';
 import { Counters } from '../counters.js';
 import type { ConnectionContext, Service, ServiceStats } from '../service.js';
+import { OneMessageExchange } from './one-message.js';
 
 export type NtsKeCounterName = 'requests' | 'accepted' | 'rejected' | 'no_agreement' | 'framing_errors' | 'incomplete' | 'internal_errors';
 
@@ -61,46 +61,31 @@ export class NtsKeService implements Service {
     const collector = new MessageCollector('request');
     const settings = this.#settings;
     let offset = 0;
-    let done = false;
-
     const finish = (outcome: NtsKeCounterName, label: string | undefined, response: Uint8Array | null, aead: number | null = null) => {
-      if (done) return;
-      done = true;
+      if (!exchange.finish(response)) return;
       this.counters.inc(outcome, label);
-      socket.removeListener('data', onData);
-      if (response !== null) socket.end(response);
-      else socket.end();
       this.options.onExchange?.(label ?? outcome, aead, Number(process.hrtime.bigint() - started) / 1e9);
     };
-
-    const onData = (chunk: Buffer) => {
-      decoder.push(chunk);
-      for (;;) {
-        const next = decoder.next();
-        if (next === NEED_DATA) return;
-        if (next instanceof DecodeError) {
-          context.logger.debug({ code: next.code, detail: next.message }, 'NTS-KE request framing error');
-          finish('framing_errors', next.code, BAD_REQUEST);
-          return;
+    const exchange = new OneMessageExchange(socket, decoder, {
+      record: (record) => {
+        collector.add(record, offset);
+        offset += 4 + record.body.length;
+      },
+      framingError: (error) => {
+        context.logger.debug({ code: error.code, detail: error.message }, 'NTS-KE request framing error');
+        finish('framing_errors', error.code, BAD_REQUEST);
+      },
+      complete: () => {
+        this.counters.inc('requests');
+        this.#respond(collector, settings, tlsSocket, context, finish);
+      },
+      closed: (answered) => {
+        this.#active--;
+        if (!answered) {
+          this.counters.inc('incomplete');
+          this.options.onExchange?.('incomplete', null, Number(process.hrtime.bigint() - started) / 1e9);
         }
-        collector.add(next, offset);
-        offset += 4 + next.body.length;
-        if (decoder.messageComplete) {
-          this.counters.inc('requests');
-          this.#respond(collector, settings, tlsSocket, context, finish);
-          return;
-        }
-      }
-    };
-
-    socket.on('data', onData);
-    socket.once('close', () => {
-      this.#active--;
-      if (!done) {
-        done = true;
-        this.counters.inc('incomplete');
-        this.options.onExchange?.('incomplete', null, Number(process.hrtime.bigint() - started) / 1e9);
-      }
+      },
     });
   }
 
