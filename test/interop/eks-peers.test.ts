@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { startDaemon as startNtptsd, type RunningDaemon } from '../helpers/daemon.js';
 import { linkNetns } from './mode6-helpers.js';
 import {
+  ntptsdConfigHead,
   REPO_ROOT,
   TSX_LOADER,
   assertNoSysTime,
@@ -76,29 +77,8 @@ interface EksDaemonConfig {
 
 /** ntptsd with the test CA's certificate on a TLS listener serving NTS-KE and EKS, and a mgmt Unix socket. */
 function eksConfig(o: EksDaemonConfig): string {
-  const list = (items: readonly string[]): string => `[${items.map((i) => JSON.stringify(i)).join(', ')}]`;
   return [
-    '[daemon]',
-    'state-dir = "STATE_DIR"',
-    'log-level = "debug"',
-    '',
-    '[tls]',
-    `certificate = ${JSON.stringify(o.ca.serverCert)}`,
-    `private-key = ${JSON.stringify(o.ca.serverKey)}`,
-    '',
-    '[ntp]',
-    `listen = ${list(o.ntpListen)}`,
-    '',
-    // chrony polls every 250 ms here: far above the default limit of one request per 2 s.
-    '[ntp.rate-limit]',
-    'enabled = false',
-    '',
-    '[nts]',
-    `ntp-port = ${o.ntpPort}`,
-    'ntp-server = ""',
-    ...(o.keyRotation !== undefined ? [`key-rotation = ${JSON.stringify(o.keyRotation)}`] : []),
-    ...(o.keysKept !== undefined ? [`keys-kept = ${o.keysKept}`] : []),
-    '',
+    ...ntptsdConfigHead(o),
     '[eks]',
     `ntp-port = ${o.ntpPort}`,
     ...(o.keyLifetime !== undefined ? [`key-lifetime = ${JSON.stringify(o.keyLifetime)}`] : []),

@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon as startNtptsd, type RunningDaemon } from '../helpers/daemon.js';
 import {
+  ntptsdConfigHead,
   REPO_ROOT,
   TSX_LOADER,
   assertNoSysTime,
@@ -44,29 +45,8 @@ interface NtptsdConfigOptions {
 
 /** An ntptsd config serving NTS-KE with the test CA's server certificate and NTS on `ntpListen`. */
 function ntptsdConfig(o: NtptsdConfigOptions): string {
-  const list = (items: readonly string[]): string => `[${items.map((i) => JSON.stringify(i)).join(', ')}]`;
   return [
-    '[daemon]',
-    'state-dir = "STATE_DIR"',
-    'log-level = "debug"',
-    '',
-    '[tls]',
-    `certificate = ${JSON.stringify(o.ca.serverCert)}`,
-    `private-key = ${JSON.stringify(o.ca.serverKey)}`,
-    '',
-    '[ntp]',
-    `listen = ${list(o.ntpListen)}`,
-    '',
-    // chrony polls every 250 ms here (minpoll -2): far above the default limit of one request per 2 s.
-    '[ntp.rate-limit]',
-    'enabled = false',
-    '',
-    '[nts]',
-    `ntp-port = ${o.ntpPort}`,
-    'ntp-server = ""',
-    ...(o.aead !== undefined ? [`aead = ${list(o.aead)}`] : []),
-    ...(o.keyRotation !== undefined ? [`key-rotation = ${JSON.stringify(o.keyRotation)}`] : []),
-    '',
+    ...ntptsdConfigHead(o),
     ...o.keListen.flatMap((address) => ['[[listener]]', `address = ${JSON.stringify(address)}`, 'services = ["nts-ke"]', '']),
   ].join('\n');
 }

@@ -977,3 +977,45 @@ async function caWithX509(f: { caCert: string; caKey: string; serverCert: string
   writeFileSync(f.serverCert, `${server.toString('pem')}\n`);
   writeFileSync(f.serverKey, `${await pkcs8(serverKeys.privateKey)}\n`, { mode: 0o600 });
 }
+
+export interface NtptsdTestConfigHead {
+  ca: TestCa;
+  ntpListen: readonly string[];
+  /** The NTP port clients are told (NTS Port Negotiation). */
+  ntpPort: number;
+  aead?: readonly string[];
+  keyRotation?: string;
+  keysKept?: number;
+}
+
+/**
+ * The part of an ntptsd test config that the interop tests share, through `[nts]`: the test CA's server
+ * certificate, NTP on `ntpListen` without rate limiting (chrony polls every 250 ms in these tests, far above the
+ * default limit of one request per 2 s), and the NTS settings. Listeners and other sections follow.
+ */
+export function ntptsdConfigHead(o: NtptsdTestConfigHead): string[] {
+  const list = (items: readonly string[]): string => `[${items.map((i) => JSON.stringify(i)).join(', ')}]`;
+  return [
+    '[daemon]',
+    'state-dir = "STATE_DIR"',
+    'log-level = "debug"',
+    '',
+    '[tls]',
+    `certificate = ${JSON.stringify(o.ca.serverCert)}`,
+    `private-key = ${JSON.stringify(o.ca.serverKey)}`,
+    '',
+    '[ntp]',
+    `listen = ${list(o.ntpListen)}`,
+    '',
+    '[ntp.rate-limit]',
+    'enabled = false',
+    '',
+    '[nts]',
+    `ntp-port = ${o.ntpPort}`,
+    'ntp-server = ""',
+    ...(o.aead !== undefined ? [`aead = ${list(o.aead)}`] : []),
+    ...(o.keyRotation !== undefined ? [`key-rotation = ${JSON.stringify(o.keyRotation)}`] : []),
+    ...(o.keysKept !== undefined ? [`keys-kept = ${o.keysKept}`] : []),
+    '',
+  ];
+}
