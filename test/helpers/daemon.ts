@@ -41,26 +41,44 @@ process.on('exit', () => {
   for (const daemon of running) daemon.process.kill('SIGKILL');
 });
 
-export async function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
-      const { port } = socket.address();
-      socket.close(() => resolve(port));
-    });
+/**
+ * Ports for daemons under test are picked below the kernel's ephemeral range (32768-60999 on Linux): a port the
+ * kernel hands out for "port 0" can be taken by any outgoing connection of a concurrent test (as its source port)
+ * between the moment it is found free and the moment the daemon binds it. Random within the range, checked by
+ * binding it, so concurrent test processes rarely pick the same one.
+ */
+const TEST_PORT_LOW = 20_000;
+const TEST_PORT_HIGH = 32_767;
+
+function bindable(kind: 'udp' | 'tcp', port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (kind === 'udp') {
+      const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+      socket.once('error', () => socket.close(() => resolve(false)));
+      socket.bind(port, host, () => socket.close(() => resolve(true)));
+    } else {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, host, () => server.close(() => resolve(true)));
+    }
   });
 }
 
-export async function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (address !== null && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
+/** A port free right now on `host`, outside the ephemeral range (see above). */
+export async function freeTestPort(kind: 'udp' | 'tcp', host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = TEST_PORT_LOW + Math.floor(Math.random() * (TEST_PORT_HIGH - TEST_PORT_LOW + 1));
+    if (await bindable(kind, port, host)) return port;
+  }
+  throw new Error(`no free ${kind} port in ${TEST_PORT_LOW}-${TEST_PORT_HIGH}`);
+}
+
+export function freeUdpPort(): Promise<number> {
+  return freeTestPort('udp');
+}
+
+export function freeTcpPort(): Promise<number> {
+  return freeTestPort('tcp');
 }
 
 /** A loopback config: NTP on `ntpPort`, NTS-KE on `kePort`, plus `extra` TOML appended. */

@@ -13,15 +13,14 @@
 //   kill on process exit), so a failing test still kills its processes, deletes its namespaces and temp dirs.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { webcrypto } from 'node:crypto';
+import { freeTestPort } from '../helpers/daemon.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** `node --import tsx` as the test runner resolves it, so a script or ntptsd starts the same whatever the child's cwd. */
@@ -343,25 +342,9 @@ export async function waitFor<T>(
   }
 }
 
-/** A port that is free right now on host (UDP or TCP). */
+/** A port that is free right now on host (UDP or TCP), outside the kernel's ephemeral range (test/helpers/daemon.ts). */
 export function freePort(kind: 'udp' | 'tcp', host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    if (kind === 'udp') {
-      const sock = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-      sock.once('error', reject);
-      sock.bind(0, host, () => {
-        const { port } = sock.address();
-        sock.close(() => resolve(port));
-      });
-    } else {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, host, () => {
-        const addr = srv.address();
-        srv.close(() => (addr !== null && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-      });
-    }
-  });
+  return freeTestPort(kind, host);
 }
 
 /** "Key : value" lines (chronyc tracking/ntpdata, …) into a map. */
