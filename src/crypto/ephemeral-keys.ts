@@ -118,7 +118,7 @@ export function ephemeralExpiryMicros(master: MasterKey, lifetimeMicros: number)
 export interface EphemeralKeysOptions {
   /** The ring as it is now (it may be replaced or rotated between calls). */
   readonly keyRing: () => KeyRing;
-  /** `eks.key-lifetime` in microseconds, read per call so that a reload applies at once. */
+  /** `eks.key-lifetime` in microseconds, read per call (the daemon fixes it at start: docs/eks.md §4). */
   readonly lifetimeMicros: () => number;
   readonly isRevoked: (keyId: number) => boolean;
   /** Most derived keys kept; least recently used are dropped first. Default 8192. */
