@@ -503,10 +503,11 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
         list: ({ limit, expired }) => {
           const now = clock.nowMicros();
           const table = eksStore.table;
-          const entries = (expired ? table.all() : table.live(now)).sort((a, b) => b.issuedAtMicros - a.issuedAtMicros);
+          const live = table.live(now);
+          const entries = (expired ? table.all() : live).sort((a, b) => b.issuedAtMicros - a.issuedAtMicros);
           return {
             range: table.range,
-            live: table.live(now).length,
+            live: live.length,
             keys: entries.slice(0, limit).map((k) => ({
               keyId: k.keyId,
               generation: k.generation,

@@ -24,9 +24,10 @@ export async function loadStaticMacKeys(path: string | null): Promise<Map<number
   }
   const parsed = parseKeysFile(text);
   if (!parsed.ok) throw new NtpKeysFileError(`ntp.keys-file: ${path}: ${parsed.error.message}`);
-  const prepared = staticMacKeys(parsed.value.keys.values());
+  const keys = [...parsed.value.keys.values()];
+  const prepared = staticMacKeys(keys);
   if (!prepared.ok) {
-    const key = parsed.value.keys.get(Number(/\d+/.exec(prepared.error.message)?.[0]));
+    const key = prepared.error.offset === undefined ? undefined : keys[prepared.error.offset];
     throw new NtpKeysFileError(`ntp.keys-file: ${path}${key === undefined ? '' : `: line ${key.line}`}: ${prepared.error.message}`);
   }
   return prepared.value;

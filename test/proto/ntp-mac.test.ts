@@ -19,6 +19,7 @@ import { NtpResponder, type NtpDecision, type TimeQuality } from '../../src/prot
 import { buildNtsRequest } from '../../src/proto/nts/client.js';
 import { COOKIE_NONCE_LENGTH, sealCookie } from '../../src/proto/nts/cookie.js';
 import { NTS_NONCE_LENGTH } from '../../src/proto/nts/extension-fields.js';
+import { clientHeader as baseClientHeader } from '../helpers/nts-client.js';
 
 const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
@@ -80,23 +81,9 @@ function send(s: Setup, bytes: Uint8Array, address = CLIENT): NtpDecision {
   return s.responder.handle(address, bytes, s.now, s.now + 41);
 }
 
+/** A client-mode NTPv4 header with a fixed transmit timestamp, and `overrides`. */
 function clientHeader(overrides: Partial<NtpHeader> = {}): NtpHeader {
-  return {
-    leap: 0,
-    version: 4,
-    mode: 3,
-    stratum: 0,
-    poll: 6,
-    precision: -24,
-    rootDelay: 0,
-    rootDispersion: 0,
-    referenceId: 0,
-    referenceTimestamp: { seconds: 0, fraction: 0 },
-    originTimestamp: { seconds: 0, fraction: 0 },
-    receiveTimestamp: { seconds: 0, fraction: 0 },
-    transmitTimestamp: { seconds: 0xeb12_3456, fraction: 0x89ab_cdef },
-    ...overrides,
-  };
+  return { ...baseClientHeader({ seconds: 0xeb12_3456, fraction: 0x89ab_cdef }), ...overrides };
 }
 
 function u32(value: number): Uint8Array {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { budgetKey, matchEksToken } from '../../src/server/services/eks.js';
+import { budgetKey } from '../../src/server/services/eks.js';
+import { matchToken } from '../../src/server/mgmt/auth.js';
 import { createHash } from 'node:crypto';
 
 test('issuance budgets are per IPv4 address and per IPv6 /64 (one subscriber prefix)', () => {
@@ -15,10 +16,10 @@ test('issuance budgets are per IPv4 address and per IPv6 /64 (one subscriber pre
 
 test('tokens match by SHA-256, never by prefix or case', () => {
   const tokens = [{ name: 'a', sha256: createHash('sha256').update('secret').digest('hex') }];
-  assert.equal(matchEksToken(tokens, 'secret')?.name, 'a');
-  assert.equal(matchEksToken(tokens, 'Secret'), null);
-  assert.equal(matchEksToken(tokens, 'secre'), null);
-  assert.equal(matchEksToken([], 'secret'), null);
+  assert.equal(matchToken(tokens, 'secret')?.name, 'a');
+  assert.equal(matchToken(tokens, 'Secret'), null);
+  assert.equal(matchToken(tokens, 'secre'), null);
+  assert.equal(matchToken([], 'secret'), null);
 });
 
 test('a reload that changes the key lifetime (or the rotation it defaults from) needs a restart to apply it', async () => {

@@ -44,24 +44,28 @@ const NO_STATIC_KEYS: ReadonlyMap<number, PreparedMac> = new Map();
 /**
  * The static keys of a keys file, prepared for the NTP service. Fails with `NTP_KEYS_EPHEMERAL_RANGE` for
  * the first key id in 32768..65535 (reserved for ephemeral keys, docs/eks.md §3), `NTP_KEYS_KEY_ID_RANGE`
- * for an id outside 1..65535, or the key's own code (e.g. `MAC_BAD_KEY_LENGTH`) for an unusable key.
+ * for an id outside 1..65535, or the key's own code (e.g. `MAC_BAD_KEY_LENGTH`) for an unusable key. The
+ * error's `offset` is the failing key's index in `keys`, so the caller can name its line.
  */
 export function staticMacKeys(keys: Iterable<SymmetricKey>): Result<Map<number, PreparedMac>> {
   const prepared = new Map<number, PreparedMac>();
+  let index = -1;
   for (const key of keys) {
+    index++;
     if (isEphemeralKeyId(key.keyId)) {
       return decodeError(
         'NTP_KEYS_EPHEMERAL_RANGE',
         `key id ${key.keyId} is in the ephemeral key range ${EPHEMERAL_KEY_ID_MIN}..${EPHEMERAL_KEY_ID_MAX}: static keys must use 1..${STATIC_KEY_ID_MAX}`,
+        index,
       );
     }
     if (!Number.isInteger(key.keyId) || key.keyId < 1 || key.keyId > STATIC_KEY_ID_MAX) {
-      return decodeError('NTP_KEYS_KEY_ID_RANGE', `key id ${key.keyId} is outside 1..${STATIC_KEY_ID_MAX}`);
+      return decodeError('NTP_KEYS_KEY_ID_RANGE', `key id ${key.keyId} is outside 1..${STATIC_KEY_ID_MAX}`, index);
     }
     try {
       prepared.set(key.keyId, new PreparedMac(key));
     } catch (error) {
-      if (error instanceof UsageError) return decodeError(error.code, `key ${key.keyId}: ${error.message}`);
+      if (error instanceof UsageError) return decodeError(error.code, `key ${key.keyId}: ${error.message}`, index);
       throw error;
     }
   }

@@ -1,6 +1,7 @@
 /**
- * Authentication helpers of the management service (docs/management.md §2), free of sockets and clocks: time
- * is an argument (milliseconds), so the limiter and the sampler are tested without waiting.
+ * Authentication helpers of the management service (docs/management.md §2; `matchToken` serves the EKS tokens
+ * too), free of sockets and clocks: time is an argument (milliseconds), so the limiter and the sampler are
+ * tested without waiting.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MgmtClientCert, MgmtRole, MgmtToken } from '../../config/types.js';
@@ -9,9 +10,9 @@ import type { MgmtClientCert, MgmtRole, MgmtToken } from '../../config/types.js'
  * The token whose SHA-256 equals the presented token's, or null. Every configured hash is compared, in constant
  * time and without an early exit, so the time taken tells nothing about which token matched.
  */
-export function matchToken(tokens: readonly MgmtToken[], presented: string): MgmtToken | null {
+export function matchToken<T extends Pick<MgmtToken, 'sha256'>>(tokens: readonly T[], presented: string): T | null {
   const digest = createHash('sha256').update(presented, 'utf8').digest();
-  let found: MgmtToken | null = null;
+  let found: T | null = null;
   for (const token of tokens) {
     const expected = Buffer.from(token.sha256, 'hex');
     const same = expected.length === digest.length && timingSafeEqual(expected, digest);

@@ -10,9 +10,8 @@
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import type { EksConfig, EksToken } from '../../config/types.js';
+import type { EksConfig } from '../../config/types.js';
 import type { EphemeralKeys } from '../../crypto/ephemeral-keys.js';
 import { RequestBucket } from '../../proto/mgmt/admission.js';
 import { RecordDecoder } from '../../proto/ntske/decoder.js';
@@ -33,6 +32,7 @@ import { Counters } from '../counters.js';
 import type { EksStore } from '../eks-store.js';
 import type { ConnectionContext, Service, ServiceStats } from '../service.js';
 import { OneMessageExchange } from './one-message.js';
+import { matchToken } from '../mgmt/auth.js';
 
 export type EksCounterName = 'requests' | 'issued' | 'refused' | 'framing_errors' | 'incomplete' | 'internal_errors';
 
@@ -73,17 +73,6 @@ export function budgetKey(address: string): string {
   const parsed = ipaddr.IPv6.parse(address);
   if (parsed.isIPv4MappedAddress()) return parsed.toIPv4Address().toString();
   return `${parsed.parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
-}
-
-/** The `[[eks.token]]` whose SHA-256 equals the token's; every hash is compared, in constant time. */
-export function matchEksToken(tokens: readonly EksToken[], presented: string): EksToken | null {
-  const digest = createHash('sha256').update(presented, 'utf8').digest();
-  let found: EksToken | null = null;
-  for (const token of tokens) {
-    const expected = Buffer.from(token.sha256, 'hex');
-    if (expected.length === digest.length && timingSafeEqual(expected, digest) && found === null) found = token;
-  }
-  return found;
 }
 
 export class EksService implements Service {
@@ -170,7 +159,7 @@ export class EksService implements Service {
     // docs/eks.md §6: a wrong token is refused even when anonymous issuance is allowed.
     let tokenName: string | null = null;
     if (request.token !== null) {
-      const token = matchEksToken(config.tokens, request.token);
+      const token = matchToken(config.tokens, request.token);
       if (token === null) return refuse('unauthorized', 'token not accepted');
       tokenName = token.name;
     } else if (config.access === 'token') {
