@@ -172,7 +172,9 @@ test('mirrors a chronyd synchronised to an upstream chronyd: its stratum, the up
   assert.equal(q.precision, -24);
   assert.ok(q.referenceTimeMicros <= now && q.referenceTimeMicros > now - 10_000_000, `reference time ${q.referenceTimeMicros} vs now ${now}`);
   assert.ok(q.rootDelayMicros >= 0 && q.rootDelayMicros < 10_000, `root delay ${q.rootDelayMicros} µs`);
-  assert.ok(q.rootDispersionMicros >= 0 && q.rootDispersionMicros < 1_000_000, `root dispersion ${q.rootDispersionMicros} µs`);
+  // Just after its first samples chronyd reports dispersions of about a second (seen: 1.02 s); any sane value is
+  // below NTP's maximum dispersion of 16 s (RFC 5905 §7.2, MAXDISP).
+  assert.ok(q.rootDispersionMicros >= 0 && q.rootDispersionMicros < 16_000_000, `root dispersion ${q.rootDispersionMicros} µs`);
   assert.equal(source.describe(), 'chrony (stratum 3, refid 127.0.0.1)');
   // Dispersion keeps growing between polls, as chronyd's own does.
   assert.ok(source.current(now + 60_000_000).rootDispersionMicros > q.rootDispersionMicros);
