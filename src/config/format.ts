@@ -28,6 +28,7 @@ export function configToToml(config: Config): Record<string, unknown> {
       allow: ntp.allow.map(formatCidr),
       deny: ntp.deny.map(formatCidr),
       'keys-file': ntp.keysFile ?? '',
+      'batch-io': ntp.batchIo,
       'rate-limit': {
         enabled: ntp.rateLimit.enabled,
         interval: formatDuration(ntp.rateLimit.intervalMs),

@@ -53,6 +53,7 @@ export const DEFAULTS = {
     allow: [],
     deny: [],
     'keys-file': '',
+    'batch-io': true,
     'rate-limit': { enabled: true, interval: '2s', burst: 16, kod: true, 'table-size': 65536 },
   },
   time: {
@@ -265,8 +266,9 @@ const ntpSchema = table({
   allow: cidrList().prefault([]),
   deny: cidrList().prefault([]),
   'keys-file': optionalText().prefault(DEFAULTS.ntp['keys-file']),
+  'batch-io': z.boolean().prefault(DEFAULTS.ntp['batch-io']),
   'rate-limit': rateLimitSchema.prefault({}),
-}).transform((r) => ({ listen: r.listen, allow: r.allow, deny: r.deny, keysFile: r['keys-file'], rateLimit: r['rate-limit'] }));
+}).transform((r) => ({ listen: r.listen, allow: r.allow, deny: r.deny, keysFile: r['keys-file'], batchIo: r['batch-io'], rateLimit: r['rate-limit'] }));
 
 const T = DEFAULTS.time;
 const timeSchema = table({

@@ -82,6 +82,8 @@ export interface NtpConfig {
   readonly deny: readonly Cidr[];
   /** Static symmetric keys (ntpd keys file format). */
   readonly keysFile: string | null;
+  /** Receive and answer datagrams in batches (recvmmsg/sendmmsg, Linux, native module); false: Node's dgram. */
+  readonly batchIo: boolean;
   readonly rateLimit: RateLimitConfig;
 }
 

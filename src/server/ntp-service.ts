@@ -1,6 +1,9 @@
 /**
  * The NTP time service over UDP: one socket per `ntp.listen` address, every datagram handed to the pure
  * `NtpResponder`. This shell only takes timestamps, applies the allow/deny lists, sends and counts.
+ *
+ * Sockets are batched (recvmmsg/sendmmsg through the native module, src/server/udp-batch.ts) when
+ * `ntp.batch-io` is on and the module is there; otherwise, and on systems without it, Node's dgram.
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
@@ -14,6 +17,7 @@ import { NtpResponder, type TimeQuality } from '../proto/ntp/server.js';
 import type { Cidr, HostPort, NtpConfig } from '../config/index.js';
 import { type Counter, Counters } from './counters.js';
 import type { Logger } from './log.js';
+import { nativeUdpBatch, type NativeUdpModule, type UdpBatch, UdpBatchSocket } from './udp-batch.js';
 
 export class NtpServiceError extends Error {
   override readonly name = 'NtpServiceError';
@@ -89,10 +93,20 @@ function blockListOf(list: readonly Cidr[]): BlockList {
   return blocks;
 }
 
+/** A bound socket of either kind, as stop() needs it. */
+interface BoundSocket {
+  close(): Promise<void>;
+}
+
+/** The longest datagram a batched socket takes whole: far above any NTP request (an MTU is 1500 bytes). */
+const BATCH_SLOT_SIZE = 4096;
+
 export class NtpService {
   readonly counters = new Counters<NtpCounterName>();
   readonly clients: ClientTable;
-  readonly #sockets: dgram.Socket[] = [];
+  /** How datagrams are carried: 'batch' (recvmmsg/sendmmsg) or 'dgram'; known once start() bound the sockets. */
+  io: 'batch' | 'dgram' = 'dgram';
+  readonly #sockets: BoundSocket[] = [];
   readonly #options: NtpServiceOptions;
   readonly #responder: NtpResponder;
   // null for an empty list: BlockList.check() builds a SocketAddress per call (~1 µs, a tenth of a plain NTP
@@ -103,6 +117,7 @@ export class NtpService {
   readonly #received: Counter;
   readonly #denied: Counter;
   readonly #badSourcePort: Counter;
+  readonly #oversized: Counter;
   readonly #sendErrors: Counter;
   readonly #drops = new Map<string, Counter>();
   readonly #responses = new Map<string, Counter>();
@@ -130,6 +145,7 @@ export class NtpService {
     this.#received = this.counters.counter('received');
     this.#denied = this.counters.counter('denied');
     this.#badSourcePort = this.counters.counter('drops', 'bad_source_port');
+    this.#oversized = this.counters.counter('drops', 'oversized');
     this.#sendErrors = this.counters.counter('send_errors');
     this.#allow = options.config.allow.length > 0 ? blockListOf(options.config.allow) : null;
     this.#deny = options.config.deny.length > 0 ? blockListOf(options.config.deny) : null;
@@ -138,8 +154,13 @@ export class NtpService {
   /** Binds every address; on failure closes what was bound and throws a coded error naming the address. */
   async start(): Promise<Array<{ address: string; port: number }>> {
     const bound: Array<{ address: string; port: number }> = [];
+    const native = this.#options.config.batchIo ? nativeUdpBatch() : undefined;
+    if (native !== undefined && 'reason' in native) this.#options.logger.warn({ reason: native.reason }, 'NTP service: batched UDP unavailable, using dgram');
+    this.io = native !== undefined && 'module' in native ? 'batch' : 'dgram';
     try {
-      for (const [index, listen] of this.#options.config.listen.entries()) bound.push(await this.#bind(listen, index));
+      for (const [index, listen] of this.#options.config.listen.entries()) {
+        bound.push(native !== undefined && 'module' in native ? this.#bindBatch(native.module, listen, index) : await this.#bind(listen, index));
+      }
     } catch (error) {
       await this.stop();
       throw error;
@@ -148,7 +169,44 @@ export class NtpService {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.#sockets.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await Promise.all(this.#sockets.splice(0).map((s) => s.close()));
+  }
+
+  /** The error for a failed bind of `ntp.listen[index]`, naming the address and the key to change. */
+  #bindError(error: NodeJS.ErrnoException, where: string, index: number): NtpServiceError {
+    const key = `ntp.listen[${index}]`;
+    if (error.code === 'EADDRINUSE') return new NtpServiceError('NTP_ADDRESS_IN_USE', `${key}: ${where} is already in use (another NTP server running?); change ${key}`);
+    if (error.code === 'EACCES') return new NtpServiceError('NTP_PERMISSION_DENIED', `${key}: no permission to bind ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE); change ${key}`);
+    if (error.code === 'EADDRNOTAVAIL') return new NtpServiceError('NTP_ADDRESS_NOT_AVAILABLE', `${key}: ${where} is not an address of this machine; change ${key}`);
+    return new NtpServiceError('NTP_BIND_FAILED', `${key}: cannot bind ${where}: ${error.code ?? error.message}`);
+  }
+
+  #bindBatch(module: NativeUdpModule, listen: HostPort, index: number): { address: string; port: number } {
+    const v6 = listen.family === 'ipv6' || isIPv6(listen.host);
+    const where = v6 ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`;
+    let socket: UdpBatchSocket;
+    let sendErrorsSeen = 0;
+    try {
+      socket = new UdpBatchSocket(module, {
+        family: v6 ? 6 : 4,
+        host: listen.host,
+        port: listen.port,
+        slotSize: BATCH_SLOT_SIZE,
+        onBatch: (batch) => {
+          // Sends of the previous batch that failed, counted by the native side.
+          const sendErrors = socket.sendErrors;
+          if (sendErrors !== sendErrorsSeen) {
+            this.#sendErrors.inc((sendErrors - sendErrorsSeen) >>> 0);
+            sendErrorsSeen = sendErrors;
+          }
+          this.#onBatch(batch);
+        },
+      });
+    } catch (error) {
+      throw this.#bindError(error as NodeJS.ErrnoException, where, index);
+    }
+    this.#sockets.push(socket);
+    return { address: listen.host, port: socket.port };
   }
 
   #bind(listen: HostPort, index: number): Promise<{ address: string; port: number }> {
@@ -159,17 +217,13 @@ export class NtpService {
     return new Promise((resolve, reject) => {
       socket.once('error', (error: NodeJS.ErrnoException) => {
         socket.close();
-        const key = `ntp.listen[${index}]`;
-        if (error.code === 'EADDRINUSE') reject(new NtpServiceError('NTP_ADDRESS_IN_USE', `${key}: ${where} is already in use (another NTP server running?); change ${key}`));
-        else if (error.code === 'EACCES') reject(new NtpServiceError('NTP_PERMISSION_DENIED', `${key}: no permission to bind ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE); change ${key}`));
-        else if (error.code === 'EADDRNOTAVAIL') reject(new NtpServiceError('NTP_ADDRESS_NOT_AVAILABLE', `${key}: ${where} is not an address of this machine; change ${key}`));
-        else reject(new NtpServiceError('NTP_BIND_FAILED', `${key}: cannot bind ${where}: ${error.code ?? error.message}`));
+        reject(this.#bindError(error, where, index));
       });
       socket.bind({ address: listen.host, port: listen.port, exclusive: true }, () => {
         socket.removeAllListeners('error');
         socket.on('error', (error) => this.#options.logger.warn({ err: error, listen: where }, 'NTP socket error'));
         socket.on('message', (message, remote) => this.#onMessage(socket, message, remote));
-        this.#sockets.push(socket);
+        this.#sockets.push({ close: () => new Promise<void>((done) => socket.close(() => done())) });
         const address = socket.address();
         resolve({ address: address.address, port: address.port });
       });
@@ -190,36 +244,61 @@ export class NtpService {
     // RFC 5905 §8: the receive timestamp is taken as early as possible.
     const receivedAt = this.#options.clock.nowMicros();
     this.#received.inc();
-    // Source port 0 cannot be answered (dgram's send() throws synchronously for it) and only comes from raw
-    // or spoofed packets: drop it before any work. Unchecked, one such datagram crashed the daemon.
-    if (remote.port === 0) {
-      this.#badSourcePort.inc();
-      return;
-    }
-    const family = remote.family === 'IPv6' ? 'ipv6' : 'ipv4';
-    if ((this.#deny !== null && this.#deny.check(remote.address, family)) || (this.#allow !== null && !this.#allow.check(remote.address, family))) {
-      this.#denied.inc();
-      return;
-    }
     // A plain Uint8Array view: the responder slices the datagram per field, and Buffer's subarray() is slower.
     const bytes = new Uint8Array(message.buffer, message.byteOffset, message.length);
-    const decision = this.#responder.handle(remote.address, bytes, receivedAt, this.#options.clock.nowMicros());
-    if (decision.kind === 'drop') {
-      this.#cell(this.#drops, 'drops', decision.reason).inc();
-      if (decision.reason === 'rate_limited') this.#options.onRateLimited?.(remote.address);
-      return;
-    }
-    if (decision.kiss !== undefined) {
-      this.#cell(this.#kod, 'kod', decision.kiss).inc();
-      if (decision.kiss === 'RATE') this.#options.onRateLimited?.(remote.address);
-    } else this.#cell(this.#responses, 'responses', decision.auth).inc();
-    if (decision.mac !== undefined) this.#cell(this.#mac, 'mac', decision.mac.outcome).inc();
+    const reply = this.#answer(remote.address, remote.family === 'IPv6' ? 'ipv6' : 'ipv4', remote.port, bytes, receivedAt);
+    if (reply === undefined) return;
     try {
-      socket.send(decision.bytes, remote.port, remote.address, this.#onSent);
+      socket.send(reply, remote.port, remote.address, this.#onSent);
     } catch {
       // send() also throws synchronously (bad port or address, closed socket): never let a datagram stop us.
       this.#sendErrors.inc();
     }
+  }
+
+  #onBatch(batch: UdpBatch): void {
+    const clock = this.#options.clock;
+    // One clock read for the batch; each datagram's receive timestamp is that minus its age since the kernel
+    // timestamped it (RFC 5905 §8: as early as possible), so waiting in the batch does not count.
+    const batchStart = clock.nowMicros();
+    for (let i = 0; i < batch.count; i++) {
+      this.#received.inc();
+      const length = batch.length(i);
+      if (length < 0) {
+        this.#oversized.inc();
+        continue;
+      }
+      const age = batch.ageNanos(i);
+      const receivedAt = age > 0 ? batchStart - Math.floor(age / 1000) : batchStart;
+      const reply = this.#answer(batch.address(i), batch.family(i) === 6 ? 'ipv6' : 'ipv4', batch.port(i), batch.datagram(i), receivedAt);
+      if (reply !== undefined && !batch.reply(i, reply)) this.#sendErrors.inc();
+    }
+  }
+
+  /** The answer to one datagram, or undefined when it is dropped; counts the outcome either way. */
+  #answer(address: string, family: 'ipv4' | 'ipv6', port: number, bytes: Uint8Array, receivedAt: number): Uint8Array | undefined {
+    // Source port 0 cannot be answered (dgram's send() throws synchronously for it) and only comes from raw
+    // or spoofed packets: drop it before any work. Unchecked, one such datagram crashed the daemon.
+    if (port === 0) {
+      this.#badSourcePort.inc();
+      return undefined;
+    }
+    if ((this.#deny !== null && this.#deny.check(address, family)) || (this.#allow !== null && !this.#allow.check(address, family))) {
+      this.#denied.inc();
+      return undefined;
+    }
+    const decision = this.#responder.handle(address, bytes, receivedAt, this.#options.clock.nowMicros());
+    if (decision.kind === 'drop') {
+      this.#cell(this.#drops, 'drops', decision.reason).inc();
+      if (decision.reason === 'rate_limited') this.#options.onRateLimited?.(address);
+      return undefined;
+    }
+    if (decision.kiss !== undefined) {
+      this.#cell(this.#kod, 'kod', decision.kiss).inc();
+      if (decision.kiss === 'RATE') this.#options.onRateLimited?.(address);
+    } else this.#cell(this.#responses, 'responses', decision.auth).inc();
+    if (decision.mac !== undefined) this.#cell(this.#mac, 'mac', decision.mac.outcome).inc();
+    return decision.bytes;
   }
 }
 
