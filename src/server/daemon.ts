@@ -355,6 +355,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
     logger.info(
       {
         ntp: ntpBound.map((b) => (b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`)),
+        ntpIo: ntp.io,
         listeners: bound.map((b) => ({ name: b.name, services: b.services, address: formatSocketAddress(b.address) })),
         source: source.describe(),
       },

@@ -15,7 +15,7 @@ export interface RunningDaemon {
   readonly stateDir: string;
   readonly configPath: string;
   /** The ready line's fields: ntp addresses and listeners. */
-  readonly ready: { ntp: string[]; listeners: Array<{ name: string; services: string[]; address: string }> };
+  readonly ready: { ntp: string[]; ntpIo: 'batch' | 'dgram'; listeners: Array<{ name: string; services: string[]; address: string }> };
   /** Every JSON log line so far. */
   logs(): Array<Record<string, unknown>>;
   /** Resolves with the first log line matching `predicate` (seen already or arriving within `timeoutMs`). */
