@@ -452,6 +452,8 @@ static napi_value udp_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+void ntptsd_register_aes(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, constant;
   CHECK(napi_create_function(env, "open", NAPI_AUTO_LENGTH, udp_open, NULL, &fn));
@@ -465,6 +467,7 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_create_int32(env, STAT_WORDS, &constant));
   CHECK(napi_set_named_property(env, exports, "statWords", constant));
   (void)on_close_done;
+  ntptsd_register_aes(env, exports);
   return exports;
 }
 

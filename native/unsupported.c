@@ -1,7 +1,12 @@
-/* Systems without recvmmsg/sendmmsg: the module loads but offers nothing, and the NTP service uses dgram. */
+/* Systems without recvmmsg/sendmmsg: the module offers no batched UDP (the NTP service uses dgram), only AES. */
 #define NAPI_VERSION 8
 #include <node_api.h>
 
-static napi_value init(napi_env env, napi_value exports) { return exports; }
+void ntptsd_register_aes(napi_env env, napi_value exports);
+
+static napi_value init(napi_env env, napi_value exports) {
+  ntptsd_register_aes(env, exports);
+  return exports;
+}
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -553,7 +553,7 @@ export class AesKey {
  * into it (CHAIN, COUNTER, DATA..DATA+DATA_SIZE). Not re-entrant: one operation at a time.
  */
 export interface AesEngine {
-  readonly name: 'wasm' | 'node';
+  readonly name: 'wasm' | 'node' | 'native';
   readonly mem: Uint8Array;
   /** `mem[TAG..TAG+16)`, to copy a result out without making a view per call. */
   readonly tag: Uint8Array;
@@ -596,6 +596,36 @@ function wasmEngine(): AesEngine | null {
   mem.set(compositeTables(), TABLES);
   mem.fill(0x0f, C0F, C0F + 16);
   mem.fill(0x1b, C1B, C1B + 16);
+  return slotEngine('wasm', mem, wasm);
+}
+
+/**
+ * The native module's AES (native/aes_engine.c, the CPU's AES instructions): the same five operations as
+ * the WebAssembly module, on a memory of the same layout that the module is attached to.
+ */
+export interface NativeAesBinding {
+  aesAttach(mem: Uint8Array): void;
+  aesExpand(key: number, nk: number, rk: number): void;
+  aesEcb(rk: number, rounds: number, ptr: number, n: number): void;
+  aesCbcmac(rk: number, rounds: number, from: number, to: number, ptr: number, n: number): void;
+  aesCmac(rk: number, rounds: number, subkeys: number, from: number, ptr: number, len: number, xorEnd: number, to: number): void;
+  aesCtr(rk: number, rounds: number, counter: number, ptr: number, n: number): void;
+}
+
+function nativeEngine(binding: NativeAesBinding): AesEngine {
+  const mem = new Uint8Array(0x10000);
+  binding.aesAttach(mem);
+  return slotEngine('native', mem, {
+    expand: binding.aesExpand,
+    ecb: binding.aesEcb,
+    cbcmac: binding.aesCbcmac,
+    cmac: binding.aesCmac,
+    ctr: binding.aesCtr,
+  });
+}
+
+/** An engine over operations that take round keys from slots in `mem` (the WebAssembly and native ones). */
+function slotEngine(name: 'wasm' | 'native', mem: Uint8Array, ops: Omit<WasmExports, 'mem'>): AesEngine {
   const owners: (AesKey | null)[] = new Array<AesKey | null>(SLOT_COUNT).fill(null);
 
   /** Puts `key`'s round keys into `slot`; returns their address. */
@@ -603,24 +633,26 @@ function wasmEngine(): AesEngine | null {
     const rk = SLOTS + slot * SLOT_SIZE;
     if (owners[slot] === key) return rk;
     owners[slot] = key;
+    // Round keys kept by another engine are in the same FIPS 197 byte order (tested), so any engine may reuse them.
     if (key.schedule !== null) {
       mem.set(key.schedule, rk);
       return rk;
     }
     mem.set(key.key, KEY_IN);
-    wasm.expand(KEY_IN, key.length >>> 2, rk);
+    ops.expand(KEY_IN, key.length >>> 2, rk);
     mem.fill(0, KEY_IN, KEY_IN + key.length);
     if (++key.loads >= 2) key.schedule = mem.slice(rk, rk + 16 * (key.rounds + 1));
     return rk;
   };
+  const { ecb, cbcmac, cmac, ctr } = ops;
   return {
-    name: 'wasm',
+    name,
     mem,
     tag: mem.subarray(TAG, TAG + AES_BLOCK),
-    ecb: (key, slot, ptr, n) => wasm.ecb(load(key, slot), key.rounds, ptr, n),
-    cbcMac: (key, slot, from, to, ptr, n) => wasm.cbcmac(load(key, slot), key.rounds, from, to, ptr, n),
-    cmac: (key, slot, subkeys, from, ptr, len, xorEnd, to) => wasm.cmac(load(key, slot), key.rounds, subkeys, from, ptr, len, xorEnd, to),
-    ctr: (key, slot, counter, ptr, n) => wasm.ctr(load(key, slot), key.rounds, counter, ptr, n),
+    ecb: (key, slot, ptr, n) => ecb(load(key, slot), key.rounds, ptr, n),
+    cbcMac: (key, slot, from, to, ptr, n) => cbcmac(load(key, slot), key.rounds, from, to, ptr, n),
+    cmac: (key, slot, subkeys, from, ptr, len, xorEnd, to) => cmac(load(key, slot), key.rounds, subkeys, from, ptr, len, xorEnd, to),
+    ctr: (key, slot, counter, ptr, n) => ctr(load(key, slot), key.rounds, counter, ptr, n),
   };
 }
 
@@ -701,6 +733,7 @@ function checkedWasmEngine(): AesEngine | null {
 }
 
 const WASM = checkedWasmEngine();
+let NATIVE: AesEngine | null = null;
 let current: AesEngine = WASM ?? nodeEngine();
 
 /** The engine in use. */
@@ -709,11 +742,30 @@ export function aesEngine(): AesEngine {
 }
 
 /**
- * Selects the engine: 'wasm' (the default where available) or 'node'. For tests and diagnostics;
- * returns false when WebAssembly SIMD is not available.
+ * Makes the native module's AES the engine in use, when the module offers it (a CPU with AES instructions)
+ * and it passes the FIPS 197 known answers; otherwise keeps the engine in use and returns false.
  */
-export function setAesEngine(name: 'wasm' | 'node'): boolean {
-  if (name === 'wasm') {
+export function useNativeAes(binding: Partial<NativeAesBinding>): boolean {
+  if (NATIVE === null) {
+    const { aesAttach, aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr } = binding;
+    if (!aesAttach || !aesExpand || !aesEcb || !aesCbcmac || !aesCmac || !aesCtr) return false;
+    const engine = nativeEngine({ aesAttach, aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr });
+    if (!passesKnownAnswers(engine)) return false;
+    NATIVE = engine;
+  }
+  current = NATIVE;
+  return true;
+}
+
+/**
+ * Selects the engine: 'native' (once useNativeAes registered it), 'wasm' (the default where available) or
+ * 'node'. For tests and diagnostics; returns false when the engine is not available.
+ */
+export function setAesEngine(name: 'wasm' | 'node' | 'native'): boolean {
+  if (name === 'native') {
+    if (NATIVE === null) return false;
+    current = NATIVE;
+  } else if (name === 'wasm') {
     if (WASM === null) return false;
     current = WASM;
   } else current = nodeEngine();

@@ -9,6 +9,8 @@ import { access, chown, constants, readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { PreciseClock } from '../clock/clock.js';
 import { aeadByName } from '../crypto/aead.js';
+import { aesEngine, useNativeAes } from '../crypto/aes.js';
+import { loadNativeModule } from './native.js';
 import { loadConfigFile, formatProblem, type Config, type ListenerConfig } from '../config/index.js';
 import { refIdFromText, renderRefId } from '../proto/ntp/packet.js';
 import type { CertificateInfo, ListenerInfo, LogLevel, ReloadResult, StatsResult, TimeStatus } from '../proto/mgmt/types.js';
@@ -204,6 +206,13 @@ async function dropPrivileges(user: string, stateDir: string, logger: Logger): P
   logger.info({ user, uid, gid }, 'dropped privileges');
 }
 
+/** AES on the CPU's AES instructions when the native module offers them (every NTS request and cookie uses it). */
+function selectAesEngine(): string {
+  const native = loadNativeModule();
+  if ('binding' in native) useNativeAes(native.binding);
+  return aesEngine().name;
+}
+
 export async function runDaemon(initial: Config, options: RunDaemonOptions): Promise<number> {
   let config = initial;
   const logger = createLogger({ level: config.daemon.logLevel, format: config.daemon.logFormat });
@@ -215,6 +224,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
 
   const events = new DaemonEvents();
   const startedMicros = clock.nowMicros();
+  const aesEngineName = selectAesEngine();
 
   try {
     await ensureStateDir(config.daemon.stateDir);
@@ -356,6 +366,7 @@ export async function runDaemon(initial: Config, options: RunDaemonOptions): Pro
       {
         ntp: ntpBound.map((b) => (b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`)),
         ntpIo: ntp.io,
+        aes: aesEngineName,
         listeners: bound.map((b) => ({ name: b.name, services: b.services, address: formatSocketAddress(b.address) })),
         source: source.describe(),
       },

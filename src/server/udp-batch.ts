@@ -8,7 +8,7 @@
  * only during its `onBatch` call (the next one reuses the slots). Linux only: `nativeUdpBatch()` says why the
  * module is not there, and the NTP service then uses dgram.
  */
-import { createRequire } from 'node:module';
+import { loadNativeModule } from './native.js';
 
 interface NativeHandle {
   readonly port: number;
@@ -40,22 +40,17 @@ const META_REPLY_LENGTH = 5;
 const STAT_SEND_ERRORS = 0;
 const STAT_RECEIVE_ERRORS = 1;
 
-/** Where the built module lives: `build/Release` at the package root, two levels above src/server and dist/server. */
-const MODULE_PATH = new URL('../../build/Release/ntptsd_native.node', import.meta.url);
-
 let loaded: { module: NativeUdpModule } | { reason: string } | undefined;
 
-/** The native module, or why it cannot be used here (not Linux, not built, or built for another Node). */
+/** The native module's batched UDP, or why it cannot be used here (not Linux, not built, or built for another Node). */
 export function nativeUdpBatch(): { readonly module: NativeUdpModule } | { readonly reason: string } {
   if (loaded !== undefined) return loaded;
   if (process.platform !== 'linux') return (loaded = { reason: `batched UDP needs Linux (recvmmsg/sendmmsg), not ${process.platform}` });
-  try {
-    const module = createRequire(import.meta.url)(MODULE_PATH.pathname) as Partial<NativeUdpModule>;
-    if (typeof module.open !== 'function' || typeof module.close !== 'function') loaded = { reason: 'the native module offers no batched UDP on this system' };
-    else loaded = { module: module as NativeUdpModule };
-  } catch (error) {
-    loaded = { reason: `the native module did not load (${(error as Error).message.split('\n')[0]}); npm install builds it with node-gyp` };
-  }
+  const native = loadNativeModule();
+  if ('reason' in native) return (loaded = native);
+  const module = native.binding as Partial<NativeUdpModule>;
+  if (typeof module.open !== 'function' || typeof module.close !== 'function') loaded = { reason: 'the native module offers no batched UDP on this system' };
+  else loaded = { module: module as NativeUdpModule };
   return loaded;
 }
 

@@ -1,18 +1,24 @@
-// The AES engine under CMAC and SIV: the WebAssembly module against OpenSSL (node:crypto) block by block,
-// the node:crypto fallback engine, and messages longer than the engine's scratch area, which only
-// long inputs reach.
+// The AES engine under CMAC and SIV: the WebAssembly module and the native module's AES instructions
+// against OpenSSL (node:crypto) block by block, the node:crypto fallback engine, and messages longer than
+// the engine's scratch area, which only long inputs reach.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { AesKey, CHAIN, COUNTER, DATA, DATA_SIZE, SLOT_CTR, SLOT_MAC, ZERO, aesEngine, setAesEngine } from '../../src/crypto/aes.js';
+import { AesKey, CHAIN, COUNTER, DATA, DATA_SIZE, SLOT_CTR, SLOT_MAC, ZERO, aesEngine, setAesEngine, useNativeAes } from '../../src/crypto/aes.js';
+import { loadNativeModule } from '../../src/server/native.js';
 import { Cmac } from '../../src/crypto/cmac.js';
 import { AesSiv } from '../../src/crypto/siv.js';
 import { hex, loadMiscreant, referenceCmac, toHex } from './helpers.js';
 
-const ENGINES = ['wasm', 'node'] as const;
+const native = loadNativeModule();
+const nativeAes = 'binding' in native && useNativeAes(native.binding);
+setAesEngine('wasm');
+/** x86-64 Linux (CI): the native module must be built and the CPU's AES instructions used, never skipped. */
+const nativeExpected = process.platform === 'linux' && process.arch === 'x64';
+const ENGINES = nativeAes ? (['wasm', 'node', 'native'] as const) : (['wasm', 'node'] as const);
 
-function withEngine<T>(name: 'wasm' | 'node', run: () => T): T {
+function withEngine<T>(name: 'wasm' | 'node' | 'native', run: () => T): T {
   assert.ok(setAesEngine(name), `engine ${name} is available`);
   try {
     return run();
@@ -30,6 +36,34 @@ function openssl(mode: 'ecb' | 'cbc' | 'ctr', key: Uint8Array, iv: Uint8Array | 
 describe('AES engine', () => {
   it('WebAssembly SIMD is available here, so the tests below exercise it', () => {
     assert.equal(aesEngine().name, 'wasm');
+  });
+
+  it('the native engine (AES instructions) is available on x86-64 Linux', { skip: nativeExpected ? false : 'x86-64 Linux only' }, () => {
+    assert.ok(nativeAes, 'reason' in native ? native.reason : 'the module loaded but offers no AES (no AES-NI?)');
+  });
+
+  it('the native and WebAssembly engines keep byte-identical round keys, so a kept schedule serves either', { skip: nativeAes ? false : 'no native AES' }, () => {
+    for (const length of [16, 24, 32]) {
+      const keyBytes = randomBytes(length);
+      const schedules = (['wasm', 'native'] as const).map((engine) =>
+        withEngine(engine, () => {
+          const key = new AesKey(keyBytes);
+          aesEngine().ecb(key, SLOT_MAC, DATA, 0);
+          aesEngine().ecb(key, SLOT_CTR, DATA, 0); // the second load keeps the schedule
+          return toHex(key.schedule!);
+        }),
+      );
+      assert.equal(schedules[0], schedules[1], `${length * 8}-bit key`);
+    }
+  });
+
+  it('the native engine refuses offsets outside its memory instead of touching other memory', { skip: nativeAes ? false : 'no native AES' }, () => {
+    const binding = (native as { binding: Record<string, (...args: number[]) => void> }).binding;
+    assert.throws(() => binding.aesEcb!(0x400, 10, 0x10000 - 16, 2), RangeError);
+    assert.throws(() => binding.aesEcb!(0x400, 11, DATA, 1), RangeError);
+    assert.throws(() => binding.aesCtr!(-16, 10, COUNTER, DATA, 1), RangeError);
+    assert.throws(() => binding.aesCmac!(0x400, 10, 0x830, 0x800, 0x10000 - 8, 8, 0, 0x860), RangeError, 'no room for the padding');
+    assert.throws(() => binding.aesExpand!(0x200, 5, 0x400), RangeError);
   });
 
   it('FIPS 197 Appendix C known answers at every key size', () => {
@@ -132,16 +166,18 @@ describe('CMAC and SIV on both engines and past the scratch area', () => {
       const plaintext = Uint8Array.from({ length }, (_, i) => (i * 7 + length) & 0xff);
       const ad = [randomBytes(length % 97), plaintext.subarray(0, 40)];
       const sealed = Uint8Array.from(new AesSiv(key).seal(plaintext, ad));
-      const viaNode = withEngine('node', () => Uint8Array.from(new AesSiv(key).seal(plaintext, ad)));
-      assert.equal(toHex(sealed), toHex(viaNode), `${length} bytes`);
+      for (const engine of ENGINES) {
+        const via = withEngine(engine, () => Uint8Array.from(new AesSiv(key).seal(plaintext, ad)));
+        assert.equal(toHex(sealed), toHex(via), `${length} bytes, ${engine}`);
+      }
       assert.equal(toHex(new AesSiv(key).open(sealed, ad)!), toHex(plaintext));
       const theirs = await lib.SIV.importKey(key, 'AES-SIV', polyfill);
       assert.equal(toHex(await theirs.open(sealed, ad)), toHex(plaintext), `miscreant opens ${length} bytes`);
     }
   });
 
-  it('the RFC 5297 A.2 vector on the node:crypto engine', () => {
-    withEngine('node', () => {
+  it('the RFC 5297 A.2 vector on every engine', () => {
+    for (const engine of ENGINES) withEngine(engine, () => {
       const siv = new AesSiv(hex('7f7e7d7c 7b7a7978 77767574 73727170 40414243 44454647 48494a4b 4c4d4e4f'));
       const ad = ['00112233 44556677 8899aabb ccddeeff deaddada deaddada ffeeddcc bbaa9988 77665544 33221100', '10203040 50607080 90a0'].map(hex);
       const nonce = hex('09f91102 9d74e35b d84156c5 635688c0');
