@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- server [--seconds N] [--warmup S] [--rounds N] [--ops ntp,nts,ntske] [--json] [--no-pin]
  *  [--no-chrony] [--sockets N] [--window N] [--concurrency N] [--verify-every N] [--rate ntp=R,nts=R,ntske=R]
- *  [--nts-sessions N] [--profile]`
+ *  [--nts-sessions N] [--profile] [--no-floor]`
  *
  * Server-side cost of ntptsd against chronyd, measured in the same run with the same load generator:
  *   ntp    plain NTP requests/s (48-byte client packets, several outstanding on each of a few UDP sockets);
@@ -28,6 +28,10 @@
  * bin/ntptsd.js (tsx's on-the-fly transform is measurably slower); the generator too. Without chronyd, only
  * ntptsd is measured. --profile runs ntptsd under `node --cpu-prof` and lists its hottest functions afterwards
  * (use it with --ops to profile one operation).
+ *
+ * After NTS-KE, the same load runs against a bare node:tls server (lib/tls-floor.ts: same certificate and TLS
+ * settings, the exporter, one canned response): the floor that Node and its OpenSSL set for any TLS server on
+ * this runtime, printed beside the table with ntptsd's own part above it (--no-floor skips it).
  */
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +39,7 @@ import { join } from 'node:path';
 import { argReader, fmt3 as fmtUs, fmtInt, listProblems, measurement, pinning, printProfile, profiling, readProfile, table, type Measurement as Figures } from './lib/harness.js';
 import { IpcChild } from './lib/mgmt-child.js';
 import type { GeneratorReply, Operation, PhaseRequest, PhaseResult } from './lib/protocol.js';
-import { buildForBench, findChronyd, makeCa, startChronyd, startNtptsd, type RunningServer } from './lib/servers.js';
+import { buildForBench, findChronyd, makeCa, startChronyd, startNtptsd, startTlsFloor, type RunningServer } from './lib/servers.js';
 
 const OPERATIONS: Record<Operation, string> = {
   ntp: 'plain NTP requests',
@@ -62,6 +66,8 @@ interface Options {
   /** Paced rate per operation; 0 = unpaced. */
   rate: Record<Operation, number>;
   profile: boolean;
+  /** Measure the NTS-KE floor (a bare node:tls server) after NTS-KE; --no-floor skips it. */
+  floor: boolean;
 }
 
 function parseArgs(args: string[]): Options {
@@ -98,6 +104,7 @@ function parseArgs(args: string[]): Options {
     ntsSessions,
     rate,
     profile: flag('profile'),
+    floor: !flag('no-floor'),
   };
 }
 
@@ -115,6 +122,8 @@ interface Row {
   readonly chrony: Outcome | undefined;
   readonly cpuRatio: number | undefined;
   readonly rounds: { ntptsd: Outcome[]; chrony: Outcome[] };
+  /** NTS-KE only: the bare node:tls server's median round (tls-floor.ts), what the runtime alone costs. */
+  readonly floor?: Outcome | undefined;
 }
 
 /** Below this server CPU share the generator, not the server, limited the rate. */
@@ -238,7 +247,19 @@ export async function run(args: string[]): Promise<void> {
       const a = median(rounds.ntptsd) as Outcome;
       const b = median(rounds.chrony);
       const cpuRatio = isMeasurement(a) && isMeasurement(b) ? a.cpuUsPerOp / b.cpuUsPerOp : undefined;
-      rows.push({ op, ntptsd: a, chrony: b, cpuRatio, rounds });
+      let floor: Outcome | undefined;
+      if (op === 'ntske' && options.floor) {
+        // The same exchange on a bare node:tls server: the part of NTS-KE's cost that is Node's and OpenSSL's.
+        const reference = await startTlsFloor({ build, ca, ...(serverCpu !== undefined ? { cpu: serverCpu } : {}) });
+        try {
+          const floorRounds: Outcome[] = [];
+          for (let round = 0; round < options.rounds; round++) floorRounds.push(await phase(op, reference));
+          floor = median(floorRounds);
+        } finally {
+          await reference.stop();
+        }
+      }
+      rows.push({ op, ntptsd: a, chrony: b, cpuRatio, rounds, floor });
     }
   } finally {
     await generator?.close();
@@ -286,6 +307,7 @@ export async function run(args: string[]): Promise<void> {
             cpuRatio: r.cpuRatio ?? null,
             withinTarget: r.cpuRatio === undefined ? null : r.cpuRatio <= TARGET_RATIO,
             rounds: { ntptsd: r.rounds.ntptsd.map(side), chrony: r.rounds.chrony.map(side) },
+            ...(r.floor !== undefined ? { nodeTlsFloor: side(r.floor) } : {}),
           })),
           notes,
           ...(profile !== undefined ? { profile } : {}),
@@ -337,6 +359,20 @@ export async function run(args: string[]): Promise<void> {
       `*: server under ${SATURATED * 100}% CPU, so it was not the bottleneck: ` +
         (options.ops.some((op) => options.rate[op] > 0) ? 'the pace (--rate) or ' : '') +
         'the one-CPU generator was; ops/s is then a lower bound of its capacity, CPU/op still holds',
+    );
+  }
+  for (const r of rows) {
+    if (r.floor === undefined) continue;
+    if (!isMeasurement(r.floor)) {
+      console.log(`NTS-KE floor (bare node:tls server): FAILED: ${r.floor.error}`);
+      continue;
+    }
+    const floorUs = r.floor.cpuUsPerOp;
+    const vsChrony = isMeasurement(r.chrony) ? `, ${(floorUs / r.chrony.cpuUsPerOp).toFixed(2)}x chrony` : '';
+    const above = isMeasurement(r.ntptsd) ? `; ntptsd's own part above it: ${fmtUs(r.ntptsd.cpuUsPerOp - floorUs)} µs/op` : '';
+    console.log(
+      `NTS-KE floor: a bare node:tls server (node ${process.version}, OpenSSL ${process.versions.openssl}; same certificate, exporter, ` +
+        `one canned response, no decoding or cookies) costs ${fmtUs(floorUs)} µs CPU/op${vsChrony}${above}`,
     );
   }
   if (options.rounds > 1) console.log(`each figure: the median of ${options.rounds} rounds by CPU/op (all rounds in --json)`);

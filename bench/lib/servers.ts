@@ -319,6 +319,26 @@ ${opts.extraConfig}`,
   return { pid, ready: ready as unknown as ReadyLine, version, output, stop };
 }
 
+/**
+ * The NTS-KE floor reference (tls-floor.ts): a bare node:tls server with the same certificate, pinned like
+ * the servers; NTS-KE only (ntpPort 0).
+ */
+export async function startTlsFloor(opts: { build: string; ca: BenchCa; cpu?: number }): Promise<RunningServer> {
+  const kePort = await freeTcpPort();
+  const deathSignal = which('setpriv') === undefined ? [] : ['setpriv', '--pdeathsig', 'KILL', '--'];
+  const argv = [...pinPrefix(opts.cpu), ...deathSignal, process.execPath, join(opts.build, 'bench', 'lib', 'tls-floor.js'), String(kePort), opts.ca.chainFile, opts.ca.keyFile];
+  const { child, output } = spawnServer('node:tls floor', argv, REPO_ROOT);
+  const pid = child.pid as number;
+  const stop = () => stopServer(child, pid);
+  try {
+    await waitUntil('node:tls floor', child, output, async () => output().includes('listening'), 15_000);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { name: 'node:tls floor', pid, ntpPort: 0, kePort, version: `node ${process.version}, OpenSSL ${process.versions.openssl}`, output, stop };
+}
+
 export async function startNtptsd(opts: NtptsdOptions): Promise<RunningServer> {
   const ntpPort = await freeUdpPort();
   const kePort = await freeTcpPort();
