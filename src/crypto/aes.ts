@@ -7,7 +7,9 @@
  * of them for a few dozen AES blocks. So the engine is a small WebAssembly module, built below at load
  * time, that works in place on its own memory: callers copy inputs in, call, and read results out,
  * with no allocation per call. node:crypto remains the fallback where WebAssembly SIMD is unavailable
- * (e.g. `node --jitless`) and serves as the reference in the tests.
+ * (e.g. `node --jitless`) and serves as the reference in the tests. Where the native module is built and
+ * the CPU has AES instructions, the daemon hands this file its five operations (`useNativeAes`, see
+ * native/aes_engine.c): the same memory layout and calls, a few ns a block instead of ~100.
  *
  * Constant time: SubBytes works on all 16 state bytes at once, with 16-entry table lookups done by
  * `i8x16.swizzle` (a register shuffle: PSHUFB / TBL) rather than memory loads. A 256-entry S-box

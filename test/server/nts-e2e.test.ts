@@ -17,6 +17,7 @@ import { EF_HEADER_LENGTH } from '../../src/proto/ntp/extensions.js';
 import { NTP_HEADER_LENGTH, decodeNtpPacket, encodeKissCode, encodeNtpHeader } from '../../src/proto/ntp/packet.js';
 import { openNtsResponse } from '../../src/proto/nts/client.js';
 import { cookieLength } from '../../src/proto/nts/cookie.js';
+import { ntpTimestampDiffMicros, ntpTimestampToUnixMicros } from '../../src/proto/ntp/timestamp.js';
 import { sendFromPortZero } from '../helpers/raw-udp.js';
 import { freeTcpPort, freeUdpPort, loopbackConfig, runDaemonExpectingFailure, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import {
@@ -481,6 +482,8 @@ describe('NTP over UDP with bad input', () => {
         ['NTS, no authenticator', valid.bytes.subarray(0, cookieFieldEnd)],
         ['NTS, truncated inside the authenticator', valid.bytes.subarray(0, valid.bytes.length - 8)],
         ['random bytes', new Uint8Array(randomBytes(300))],
+        // Longer than a batched socket's slot (4096 bytes): dropped whole, never read truncated.
+        ['5000 bytes', Buffer.concat([header, Buffer.alloc(5000 - header.length, 0)])],
       ];
       for (const [what, bytes] of unanswered) {
         await peer.send(bytes, ntpPort);
@@ -505,6 +508,63 @@ describe('NTP over UDP with bad input', () => {
       assert.equal(answer.value.cookies.length, 2);
     } finally {
       peer.close();
+    }
+  });
+});
+
+/** A plain exchange: checks the answer's receive and transmit timestamps against our clock. */
+async function checkTimestamps(port: number): Promise<void> {
+  const peer = await UdpPeer.open();
+  try {
+    const transmit = nextMarker();
+    const sentAt = Date.now() * 1000;
+    await peer.send(encodeNtpHeader(clientHeader(transmit)), port);
+    const answer = decodeNtpPacket(await peer.receive());
+    const receivedAt = Date.now() * 1000;
+    assert.ok(answer.ok);
+    const { header } = answer.value;
+    assert.deepEqual(header.originTimestamp, transmit);
+    // RFC 5905 §8: receive (T2) no later than transmit (T3), both within our send and receive (Date.now is
+    // milliseconds, hence the slack).
+    assert.ok(ntpTimestampDiffMicros(header.transmitTimestamp, header.receiveTimestamp) >= 0, 'T2 <= T3');
+    const t2 = ntpTimestampToUnixMicros(header.receiveTimestamp, sentAt) as number;
+    assert.ok(t2 >= sentAt - 2000 && t2 <= receivedAt + 2000, `T2 ${t2} within [${sentAt}, ${receivedAt}]`);
+  } finally {
+    peer.close();
+  }
+}
+
+describe('how datagrams are carried', () => {
+  test('batched (recvmmsg/sendmmsg) by default on Linux, with sane receive and transmit timestamps', async () => {
+    assert.equal(daemon.ready.ntpIo, process.platform === 'linux' ? 'batch' : 'dgram');
+    for (let i = 0; i < 5; i++) await checkTimestamps(ntpPort);
+  });
+
+  test('ntp.batch-io = false serves through Node\'s dgram: plain, NTS and bad input alike', async () => {
+    const port = await freeUdpPort();
+    const ke = await freeTcpPort();
+    const config = loopbackConfig(port, ke).replace('[ntp]\n', '[ntp]\nbatch-io = false\n');
+    const second = await startDaemon({ config });
+    try {
+      assert.equal(second.ready.ntpIo, 'dgram');
+      for (let i = 0; i < 3; i++) await checkTimestamps(port);
+      const { keys, cookies } = await ntsKeys(ke, daemonCa(second.stateDir));
+      const peer = await UdpPeer.open();
+      try {
+        const answer = await ntsQuery(peer, port, keys, cookies[0] as Uint8Array, 1);
+        assert.equal(answer.cookies.length, 2);
+        await peer.send(Buffer.alloc(5000, 0x23), port);
+        await peer.send(Uint8Array.of(0x23), port);
+        const transmit = nextMarker();
+        await peer.send(encodeNtpHeader(clientHeader(transmit)), port);
+        const next = decodeNtpPacket(await peer.receive());
+        assert.ok(next.ok);
+        assert.deepEqual(next.value.header.originTimestamp, transmit, 'the bad datagrams got no answer');
+      } finally {
+        peer.close();
+      }
+    } finally {
+      assert.equal(await second.stop(), 0);
     }
   });
 });
