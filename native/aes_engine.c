@@ -19,20 +19,22 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AES_TARGET __attribute__((target("aes,sse4.1")))
 #define BLOCK 16
 
+/* Per environment (the main thread and each worker have their own), handed to every function as its data. */
 typedef struct {
   uint8_t *mem;
   size_t size;
   napi_ref ref;
 } AesState;
 
-static AesState state;
-
-static int range_ok(int64_t at, int64_t length) { return at >= 0 && length >= 0 && at + length <= (int64_t)state.size; }
+static int range_ok(const AesState *state, int64_t at, int64_t length) {
+  return at >= 0 && length >= 0 && at + length <= (int64_t)state->size;
+}
 
 /* FIPS 197 §5.2 on 32-bit words; SubWord through AESKEYGENASSIST (no table, constant time). */
 AES_TARGET static uint32_t sub_word(uint32_t w) {
@@ -108,10 +110,12 @@ static void xor_block(uint8_t *at, const uint8_t *other) {
 
 #define MAX_ARGS 8
 
-static int int_args(napi_env env, napi_callback_info info, size_t want, int32_t *out) {
+/* Reads `want` integer arguments and the environment's state; 0 (with an exception pending) when it cannot. */
+static AesState *int_args(napi_env env, napi_callback_info info, size_t want, int32_t *out) {
   size_t argc = MAX_ARGS;
   napi_value argv[MAX_ARGS];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+  AesState *state = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&state) != napi_ok || argc < want || state == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_ARG", "aes: too few arguments");
     return 0;
   }
@@ -121,11 +125,11 @@ static int int_args(napi_env env, napi_callback_info info, size_t want, int32_t 
       return 0;
     }
   }
-  if (state.mem == NULL) {
+  if (state->mem == NULL) {
     napi_throw_error(env, "ERR_INVALID_STATE", "aes: no memory attached");
     return 0;
   }
-  return 1;
+  return state;
 }
 
 static napi_value out_of_range(napi_env env) {
@@ -143,50 +147,54 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   size_t length, offset;
   void *data;
   napi_value buffer;
-  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc < 1 ||
+  AesState *state = NULL;
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, (void **)&state) != napi_ok || argc < 1 || state == NULL ||
       napi_get_typedarray_info(env, arg, &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_uint8_array) {
     napi_throw_type_error(env, "ERR_INVALID_ARG", "aes.attach: needs a Uint8Array");
     return NULL;
   }
-  if (state.ref != NULL) napi_delete_reference(env, state.ref);
-  state.ref = NULL;
-  if (napi_create_reference(env, arg, 1, &state.ref) != napi_ok) {
-    state.mem = NULL;
+  if (state->ref != NULL) napi_delete_reference(env, state->ref);
+  state->ref = NULL;
+  if (napi_create_reference(env, arg, 1, &state->ref) != napi_ok) {
+    state->mem = NULL;
     napi_throw_error(env, "ERR_NATIVE", "aes.attach: cannot keep the memory");
     return NULL;
   }
-  state.mem = data;
-  state.size = length;
+  state->mem = data;
+  state->size = length;
   return NULL;
 }
 
 /* expand(key, nk, rk) */
 static napi_value js_expand(napi_env env, napi_callback_info info) {
   int32_t a[3];
-  if (!int_args(env, info, 3, a)) return NULL;
+  AesState *state = int_args(env, info, 3, a);
+  if (state == NULL) return NULL;
   int nk = a[1];
-  if ((nk != 4 && nk != 6 && nk != 8) || !range_ok(a[0], nk * 4) || !range_ok(a[2], 16 * (nk + 7))) return out_of_range(env);
-  expand(state.mem + a[0], nk, state.mem + a[2]);
+  if ((nk != 4 && nk != 6 && nk != 8) || !range_ok(state, a[0], nk * 4) || !range_ok(state, a[2], 16 * (nk + 7))) return out_of_range(env);
+  expand(state->mem + a[0], nk, state->mem + a[2]);
   return NULL;
 }
 
 /* ecb(rk, rounds, ptr, n) */
 static napi_value js_ecb(napi_env env, napi_callback_info info) {
   int32_t a[4];
-  if (!int_args(env, info, 4, a)) return NULL;
-  if (!rounds_ok(a[1]) || !range_ok(a[0], 16 * (a[1] + 1)) || !range_ok(a[2], (int64_t)a[3] * BLOCK)) return out_of_range(env);
-  ecb(state.mem + a[0], a[1], state.mem + a[2], a[3]);
+  AesState *state = int_args(env, info, 4, a);
+  if (state == NULL) return NULL;
+  if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], (int64_t)a[3] * BLOCK)) return out_of_range(env);
+  ecb(state->mem + a[0], a[1], state->mem + a[2], a[3]);
   return NULL;
 }
 
 /* cbcmac(rk, rounds, from, to, ptr, n) */
 static napi_value js_cbcmac(napi_env env, napi_callback_info info) {
   int32_t a[6];
-  if (!int_args(env, info, 6, a)) return NULL;
-  if (!rounds_ok(a[1]) || !range_ok(a[0], 16 * (a[1] + 1)) || !range_ok(a[2], BLOCK) || !range_ok(a[3], BLOCK) ||
-      !range_ok(a[4], (int64_t)a[5] * BLOCK))
+  AesState *state = int_args(env, info, 6, a);
+  if (state == NULL) return NULL;
+  if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], BLOCK) || !range_ok(state, a[3], BLOCK) ||
+      !range_ok(state, a[4], (int64_t)a[5] * BLOCK))
     return out_of_range(env);
-  cbcmac(state.mem + a[0], a[1], state.mem + a[2], state.mem + a[3], state.mem + a[4], a[5]);
+  cbcmac(state->mem + a[0], a[1], state->mem + a[2], state->mem + a[3], state->mem + a[4], a[5]);
   return NULL;
 }
 
@@ -199,16 +207,18 @@ static napi_value js_cbcmac(napi_env env, napi_callback_info info) {
  */
 static napi_value js_cmac(napi_env env, napi_callback_info info) {
   int32_t a[8];
-  if (!int_args(env, info, 8, a)) return NULL;
+  AesState *state = int_args(env, info, 8, a);
+  if (state == NULL) return NULL;
   int32_t rk = a[0], rounds = a[1], subkeys = a[2], from = a[3], ptr = a[4], len = a[5], xor_end = a[6], to = a[7];
   int64_t padded = len == 0 || len % BLOCK != 0 ? ((int64_t)len / BLOCK + 1) * BLOCK : len;
-  if (!rounds_ok(rounds) || !range_ok(rk, 16 * (rounds + 1)) || !range_ok(subkeys, 2 * BLOCK) || !range_ok(from, BLOCK) ||
-      !range_ok(to, BLOCK) || !range_ok(ptr, padded) || (xor_end != 0 && (len < BLOCK || !range_ok(xor_end, BLOCK))))
+  if (!rounds_ok(rounds) || !range_ok(state, rk, 16 * (rounds + 1)) || !range_ok(state, subkeys, 2 * BLOCK) ||
+      !range_ok(state, from, BLOCK) || !range_ok(state, to, BLOCK) || !range_ok(state, ptr, padded) ||
+      (xor_end != 0 && (len < BLOCK || !range_ok(state, xor_end, BLOCK))))
     return out_of_range(env);
-  uint8_t *m = state.mem + ptr;
-  if (xor_end != 0) xor_block(m + len - BLOCK, state.mem + xor_end);
+  uint8_t *m = state->mem + ptr;
+  if (xor_end != 0) xor_block(m + len - BLOCK, state->mem + xor_end);
   int n = len / BLOCK;
-  const uint8_t *subkey = state.mem + subkeys;
+  const uint8_t *subkey = state->mem + subkeys;
   if (len == 0 || len % BLOCK != 0) {
     m[len] = 0x80;
     n++;
@@ -216,17 +226,19 @@ static napi_value js_cmac(napi_env env, napi_callback_info info) {
     subkey += BLOCK;
   }
   xor_block(m + (size_t)(n - 1) * BLOCK, subkey);
-  cbcmac(state.mem + rk, rounds, state.mem + from, state.mem + to, m, n);
+  cbcmac(state->mem + rk, rounds, state->mem + from, state->mem + to, m, n);
   return NULL;
 }
 
 /* ctr(rk, rounds, counter, ptr, n) */
 static napi_value js_ctr(napi_env env, napi_callback_info info) {
   int32_t a[5];
-  if (!int_args(env, info, 5, a)) return NULL;
-  if (!rounds_ok(a[1]) || !range_ok(a[0], 16 * (a[1] + 1)) || !range_ok(a[2], BLOCK) || !range_ok(a[3], (int64_t)a[4] * BLOCK))
+  AesState *state = int_args(env, info, 5, a);
+  if (state == NULL) return NULL;
+  if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], BLOCK) ||
+      !range_ok(state, a[3], (int64_t)a[4] * BLOCK))
     return out_of_range(env);
-  ctr(state.mem + a[0], a[1], state.mem + a[2], state.mem + a[3], a[4]);
+  ctr(state->mem + a[0], a[1], state->mem + a[2], state->mem + a[3], a[4]);
   return NULL;
 }
 
@@ -236,8 +248,20 @@ static int cpu_has_aes(void) {
   return (ecx & bit_AES) != 0 && (ecx & bit_SSE4_1) != 0;
 }
 
+static void free_state(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  /* The reference dies with the environment; only the struct is ours to free. */
+  free(data);
+}
+
 void ntptsd_register_aes(napi_env env, napi_value exports) {
   if (!cpu_has_aes()) return;
+  AesState *state = calloc(1, sizeof *state);
+  if (state == NULL || napi_set_instance_data(env, state, free_state, NULL) != napi_ok) {
+    free(state);
+    return;
+  }
   static const struct {
     const char *name;
     napi_callback fn;
@@ -245,7 +269,7 @@ void ntptsd_register_aes(napi_env env, napi_value exports) {
                    {"aesCbcmac", js_cbcmac}, {"aesCmac", js_cmac}, {"aesCtr", js_ctr}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
-    if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok) return;
+    if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, state, &fn) != napi_ok) return;
     napi_set_named_property(env, exports, functions[i].name, fn);
   }
 }

@@ -50,6 +50,7 @@ typedef struct {
   int slots;
   int slot_size;
   int closing;
+  int env_gone; /* the environment was torn down: no N-API call may follow */
   uint8_t *rx;
   uint8_t *tx;
   int32_t *meta;
@@ -234,6 +235,10 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 static void on_poll_closed(uv_handle_t *handle) {
   UdpBatch *b = (UdpBatch *)handle->data;
   close(b->fd);
+  if (b->env_gone) {
+    free_batch(b);
+    return;
+  }
   napi_env env = b->env;
   napi_ref on_closed_ref = b->on_closed_ref;
   release_refs(b);
@@ -259,15 +264,13 @@ static void begin_close(UdpBatch *b) {
 
 static void on_env_cleanup(void *data) {
   UdpBatch *b = (UdpBatch *)data;
-  /* The environment is going away: no JS may run, so the close callback is dropped. */
-  if (b->on_closed_ref != NULL) {
-    napi_delete_reference(b->env, b->on_closed_ref);
-    b->on_closed_ref = NULL;
-  }
+  /* The environment is going away: references go with it, no JS may run, and the handle closes on its own. */
+  release_refs(b);
+  if (b->on_closed_ref != NULL) napi_delete_reference(b->env, b->on_closed_ref);
+  b->on_closed_ref = NULL;
+  b->env_gone = 1;
   begin_close(b);
 }
-
-static void on_close_done(void *data) { (void)data; }
 
 static int get_int(napi_env env, napi_value object, const char *name, int32_t *out) {
   napi_value value;
@@ -466,7 +469,6 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "addressTextSize", constant));
   CHECK(napi_create_int32(env, STAT_WORDS, &constant));
   CHECK(napi_set_named_property(env, exports, "statWords", constant));
-  (void)on_close_done;
   ntptsd_register_aes(env, exports);
   return exports;
 }
