@@ -456,6 +456,7 @@ static napi_value udp_close(napi_env env, napi_callback_info info) {
 }
 
 void ntptsd_register_aes(napi_env env, napi_value exports);
+void ntptsd_register_tls(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, constant;
@@ -470,6 +471,7 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_create_int32(env, STAT_WORDS, &constant));
   CHECK(napi_set_named_property(env, exports, "statWords", constant));
   ntptsd_register_aes(env, exports);
+  ntptsd_register_tls(env, exports);
   return exports;
 }
 

@@ -13,6 +13,7 @@ function listenerToToml(l: ListenerConfig): Record<string, unknown> {
     'handshake-timeout': formatDuration(l.handshakeTimeoutMs),
     'idle-timeout': formatDuration(l.idleTimeoutMs),
     'max-message-size': l.maxMessageSize,
+    'native-tls': l.nativeTls,
     ...(l.kind === 'unix' ? { mode: formatMode(l.mode) } : {}),
   };
 }

@@ -41,6 +41,7 @@ export const LISTENER_DEFAULTS = {
   'handshake-timeout': '5s',
   'idle-timeout': '30s',
   'max-message-size': 65536,
+  'native-tls': true,
   mode: formatMode(DEFAULT_SOCKET_MODE),
 } as const;
 
@@ -308,6 +309,7 @@ const listenerSchema = table({
   'handshake-timeout': duration().prefault(L['handshake-timeout']),
   'idle-timeout': duration().prefault(L['idle-timeout']),
   'max-message-size': int(1024, 16 * 1024 * 1024).prefault(L['max-message-size']),
+  'native-tls': z.boolean().prefault(L['native-tls']),
   mode: syntax('an octal string like "0660"', parseMode).optional(),
 }).transform((r, ctx): ListenerConfig => {
   // These decide the listener's kind, so they cannot wait for check().
@@ -331,6 +333,7 @@ const listenerSchema = table({
     handshakeTimeoutMs: r['handshake-timeout'],
     idleTimeoutMs: r['idle-timeout'],
     maxMessageSize: r['max-message-size'],
+    nativeTls: r['native-tls'],
   };
   if (r.address !== undefined) return { kind: 'tcp', address: r.address, transport: transportOf('tcp', r.services), ...common };
   return {

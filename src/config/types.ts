@@ -113,6 +113,8 @@ interface ListenerCommon {
   readonly idleTimeoutMs: number;
   /** Bytes; the largest record, line or request accepted. */
   readonly maxMessageSize: number;
+  /** TLS on OpenSSL directly (the native module) where the listener's services allow it; false: node:tls. */
+  readonly nativeTls: boolean;
 }
 
 export interface TcpListenerConfig extends ListenerCommon {

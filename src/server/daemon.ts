@@ -179,6 +179,7 @@ function listenerSpec(listener: ListenerConfig, index: number): ListenerSpec {
     idleTimeoutMs: listener.idleTimeoutMs,
     maxMessageSize: listener.maxMessageSize,
     tls: listener.transport === 'tls',
+    nativeTls: listener.nativeTls,
   };
   if (listener.kind === 'unix') return { ...common, name: `listener[${index}] ${listener.path}`, path: listener.path, mode: listener.mode };
   const where = listener.address.family === 'ipv6' ? `[${listener.address.host}]:${listener.address.port}` : `${listener.address.host}:${listener.address.port}`;

@@ -28,6 +28,11 @@ import tls from 'node:tls';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import type { ConnectionContext, Service, ServiceName, ServiceRegistry, SocketAddress, TlsConnectionInfo, Transport } from './service.js';
+import { lookup } from 'node:dns/promises';
+import { type NativeCloseReason, NativeTlsServer, NativeTlsSocket, nativeTls } from './native-tls.js';
+
+/** A connection of either kind of listener. */
+type AnySocket = net.Socket | NativeTlsSocket;
 
 /** Certificate material for TLS listeners (`TlsMaterial` from certificate.ts fits). */
 export interface TlsCredentials {
@@ -71,6 +76,11 @@ interface ListenerSpecCommon extends Partial<ListenerLimits> {
   readonly tls?: boolean | undefined;
   /** Unix sockets: permission bits applied after binding, e.g. 0o660. */
   readonly mode?: number | undefined;
+  /**
+   * TLS on OpenSSL directly (native/tls_listener.c) when every service allows it (`Service.nativeTls`), none asks
+   * for client certificates, the address is TCP and the native module is there. Default true; false: node:tls.
+   */
+  readonly nativeTls?: boolean | undefined;
 }
 
 export type ListenerSpec = ListenerSpecCommon &
@@ -197,10 +207,14 @@ class Listener {
   readonly tlsServer: tls.Server | null;
   readonly counters = Object.fromEntries(LISTENER_COUNTERS.map((c) => [c, 0])) as Record<ListenerCounter, number>;
   readonly dispatchedTo = new Map<string, number>();
-  readonly #conns = new Set<net.Socket>();
+  readonly #conns = new Set<AnySocket>();
   readonly #perAddress = new Map<string, number>();
   /** Dispatched sockets and the controller of their shutdown signal. */
-  readonly #sessions = new Map<net.Socket, AbortController>();
+  readonly #sessions = new Map<AnySocket, AbortController>();
+  /** The native TLS module when this listener uses it (see ListenerSpec.nativeTls), and its server once bound. */
+  readonly #nativeModule: ConstructorParameters<typeof NativeTlsServer>[0] | null = null;
+  #native: NativeTlsServer | null = null;
+  readonly #creds: TlsCredentials | undefined;
   readonly #alpnToService = new Map<string, Service>();
   readonly #defaultService: Service | null;
   readonly #requestCert: boolean;
@@ -278,6 +292,17 @@ class Listener {
     }
 
     this.netServer = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
+    this.#creds = creds;
+    if (this.transport === 'tls' && spec.path === undefined && spec.nativeTls !== false && !this.#requestCert && this.services.every((s) => s.nativeTls === true)) {
+      const native = nativeTls();
+      if ('module' in native) this.#nativeModule = native.module;
+      else this.logger.warn({ listener: spec.name, reason: native.reason }, 'native TLS unavailable, using node:tls');
+    }
+  }
+
+  /** Which TLS stack serves this listener: 'native' (OpenSSL directly), 'node' (node:tls) or null (no TLS). */
+  get tlsEngine(): 'native' | 'node' | null {
+    return this.transport !== 'tls' ? null : this.#nativeModule !== null ? 'native' : 'node';
   }
 
   get active(): number {
@@ -312,6 +337,14 @@ class Listener {
 
   async bind(): Promise<void> {
     const { spec } = this;
+    if (this.#nativeModule !== null && spec.address !== undefined) {
+      await this.#bindNative(this.#nativeModule, spec.address);
+      this.logger.info(
+        { listener: spec.name, address: formatSocketAddress(this.#address as SocketAddress), transport: this.transport, tls: 'native', services: spec.services },
+        'listening',
+      );
+      return;
+    }
     if (spec.path !== undefined) await this.#clearStaleSocket(spec.path);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => {
@@ -346,7 +379,51 @@ class Listener {
       const info = this.netServer.address() as net.AddressInfo;
       this.#address = { kind: 'tcp', address: info.address, port: info.port, family: info.family === 'IPv6' ? 'IPv6' : 'IPv4' };
     }
-    this.logger.info({ listener: spec.name, address: formatSocketAddress(this.#address), transport: this.transport, services: spec.services }, 'listening');
+    this.logger.info({ listener: spec.name, address: formatSocketAddress(this.#address), transport: this.transport, ...(this.transport === 'tls' ? { tls: 'node' } : {}), services: spec.services }, 'listening');
+  }
+
+  async #bindNative(module: ConstructorParameters<typeof NativeTlsServer>[0], address: { readonly host: string; readonly port: number }): Promise<void> {
+    const creds = this.#creds as TlsCredentials;
+    let host = address.host;
+    let family: 4 | 6 = net.isIPv6(host) ? 6 : 4;
+    if (net.isIP(host) === 0) {
+      try {
+        const found = await lookup(host);
+        host = found.address;
+        family = found.family === 6 ? 6 : 4;
+      } catch (err) {
+        throw this.#bindError(err as Error);
+      }
+    }
+    try {
+      this.#native = new NativeTlsServer(module, {
+        family,
+        host,
+        port: address.port,
+        certificateChainPem: creds.certPem,
+        privateKeyPem: creds.keyPem,
+        alpn: this.services.map((s) => s.alpn as string),
+        handshakeTimeoutMs: this.limits.handshakeTimeoutMs,
+        idleTimeoutMs: this.limits.idleTimeoutMs,
+        onAccept: (server, id, remoteAddress, remotePort) => this.#onNativeAccept(server, id, remoteAddress, remotePort),
+        onSecure: (socket, alpn) => this.#onNativeSecure(socket, alpn),
+        onClose: (socket, reason, detail) => this.#onNativeClose(socket, reason, detail),
+        onAcceptError: (message) => {
+          this.counters.accept_error += 1;
+          this.logger.warn({ listener: this.spec.name, reason: message }, 'accept failed');
+          this.onListenerError?.(this.spec.name, 'ACCEPT_FAILED', message);
+        },
+      });
+    } catch (err) {
+      if (errnoCode(err) === 'TLS_CONTEXT_INVALID') throw new ListenerError('TLS_CONTEXT_INVALID', `TLS certificate or key rejected: ${(err as Error).message}`, null, { cause: err });
+      throw this.#bindError(err as Error);
+    }
+    this.#address = { kind: 'tcp', address: host, port: this.#native.port, family: family === 6 ? 'IPv6' : 'IPv4' };
+  }
+
+  /** New handshakes on a native listener use this certificate (node:tls listeners: ListenerSet.setSecureContext). */
+  setNativeCertificate(creds: TlsCredentials): void {
+    this.#native?.setCertificate(creds.certPem, creds.keyPem);
   }
 
   /** A socket file left by a crashed daemon is removed; a live one or a non-socket file is an error. */
@@ -429,11 +506,23 @@ class Listener {
       raw.destroy(); // already gone
       return;
     }
+    if (!this.#admit(raw, remote)) {
+      raw.destroy();
+      return;
+    }
+    if (this.tlsServer) this.tlsServer.emit('connection', raw);
+    else this.#dispatch(raw, this.#defaultService as Service, null, remote);
+  }
+
+  /**
+   * The limits, total then per address (counting a refusal); an admitted socket is tracked in `conns` and the
+   * per-address counts until its 'close'.
+   */
+  #admit(socket: AnySocket, remote: SocketAddress | null): boolean {
     if (this.#conns.size >= this.limits.maxConnections) {
       this.#count('refused_limit');
       this.logger.debug({ listener: this.spec.name, remote: remote && formatSocketAddress(remote) }, 'connection refused: listener full');
-      raw.destroy();
-      return;
+      return false;
     }
     const key = remote?.kind === 'tcp' ? remote.address : null;
     if (key !== null) {
@@ -441,25 +530,72 @@ class Listener {
       if (n >= this.limits.maxConnectionsPerAddress) {
         this.#count('refused_per_address');
         this.logger.debug({ listener: this.spec.name, remote: key }, 'connection refused: too many from this address');
-        raw.destroy();
-        return;
+        return false;
       }
       this.#perAddress.set(key, n + 1);
     }
-    this.#conns.add(raw);
+    this.#conns.add(socket);
     this.#count('accepted');
-    raw.once('close', () => {
-      this.#conns.delete(raw);
+    socket.once('close', () => {
+      this.#conns.delete(socket);
       if (key !== null) {
         const n = (this.#perAddress.get(key) ?? 1) - 1;
         if (n === 0) this.#perAddress.delete(key);
         else this.#perAddress.set(key, n);
       }
-      if (this.#conns.size === 0) for (const wake of this.#drainWaiters.splice(0)) wake();
+      if (this.#conns.size === 0) {
+        for (const wake of this.#drainWaiters.splice(0)) wake();
+        if (this.#closing) this.#releaseNative();
+      }
     });
+    return true;
+  }
 
-    if (this.tlsServer) this.tlsServer.emit('connection', raw);
-    else this.#dispatch(raw, this.#defaultService as Service, null, remote);
+  // --- the native TLS listener's events (see native-tls.ts) ---
+
+  #onNativeAccept(server: NativeTlsServer, id: number, remoteAddress: string, remotePort: number): NativeTlsSocket | null {
+    if (this.#closing) {
+      this.#count('refused_shutdown');
+      return null;
+    }
+    const remote = tcpAddress(remoteAddress, remotePort);
+    const local = this.#address as SocketAddress & { kind: 'tcp' };
+    const socket = new NativeTlsSocket(server, id, remoteAddress, remotePort, local.address, local.port);
+    return this.#admit(socket, remote) ? socket : null;
+  }
+
+  #onNativeSecure(socket: NativeTlsSocket, alpn: string | null): void {
+    if (this.#closing) {
+      this.#count('refused_shutdown');
+      socket.destroy();
+      return;
+    }
+    const service = alpn === null ? this.#defaultService : this.#alpnToService.get(alpn);
+    if (!service) {
+      this.#count('no_alpn');
+      this.logger.debug({ listener: this.spec.name, remote: socket.remoteAddress }, 'connection refused: no ALPN and no default service');
+      socket.destroy();
+      return;
+    }
+    // The services on a native listener use no more of tls.TLSSocket than NativeTlsSocket has (Service.nativeTls).
+    const tlsInfo: TlsConnectionInfo = { socket: socket as unknown as tls.TLSSocket, protocol: 'TLSv1.3', alpn, servername: null, peerCertificate: null, peerAuthorized: false };
+    this.#dispatch(socket, service, tlsInfo, tcpAddress(socket.remoteAddress, socket.remotePort));
+  }
+
+  /** Counts a native connection's end as #onTlsError and the idle/error handlers count node:tls ones. */
+  #onNativeClose(socket: NativeTlsSocket, reason: NativeCloseReason, detail: string): void {
+    if (reason === 'closed') return;
+    this.#count(reason);
+    if (reason === 'idle_timeout') return;
+    this.logger.debug(
+      { listener: this.spec.name, reason, detail, remote: socket.remoteAddress },
+      reason === 'socket_error' ? 'socket error' : 'TLS handshake failed',
+    );
+  }
+
+  #releaseNative(): void {
+    this.#native?.release();
+    this.#native = null;
   }
 
   #onTlsError(err: Error, socket: tls.TLSSocket): void {
@@ -506,7 +642,7 @@ class Listener {
     this.#dispatch(socket, service, tlsInfo, tcpAddress(socket.remoteAddress, socket.remotePort));
   }
 
-  #dispatch(socket: net.Socket, service: Service, tlsInfo: TlsConnectionInfo | null, remote: SocketAddress | null): void {
+  #dispatch(socket: AnySocket, service: Service, tlsInfo: TlsConnectionInfo | null, remote: SocketAddress | null): void {
     const { spec } = this;
     const id = this.nextId();
     const controller = new AbortController();
@@ -545,7 +681,8 @@ class Listener {
     this.#count('dispatched');
     this.dispatchedTo.set(service.name, (this.dispatchedTo.get(service.name) ?? 0) + 1);
     try {
-      service.handleConnection(socket, context);
+      // A NativeTlsSocket only reaches services that declared `nativeTls` (the listener checks at construction).
+      service.handleConnection(socket as net.Socket, context);
     } catch (err) {
       this.#count('service_error');
       logger().error({ err }, 'service failed to take the connection');
@@ -562,6 +699,10 @@ class Listener {
   }
 
   async #closeServer(): Promise<void> {
+    if (this.#native !== null) {
+      this.#native.stopListening();
+      if (this.#conns.size === 0) this.#releaseNative();
+    }
     if (this.netServer.listening) this.netServer.close();
     const path = this.spec.path;
     if (path !== undefined && this.#unixIno !== null) {
@@ -644,7 +785,10 @@ export class ListenerSet {
   setSecureContext(creds: TlsCredentials): void {
     checkCredentials(creds);
     const options = secureContextOptions(creds);
-    for (const listener of this.#listeners) listener.tlsServer?.setSecureContext(options);
+    for (const listener of this.#listeners) {
+      listener.tlsServer?.setSecureContext(options);
+      listener.setNativeCertificate(creds);
+    }
     this.#logger.info('TLS certificate replaced on every listener');
   }
 

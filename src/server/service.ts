@@ -87,6 +87,12 @@ export interface Service {
   readonly transports: readonly Transport[];
   /** Ask TLS clients for a certificate (verified against `tls.client-ca`, never required by TLS itself). */
   readonly requestClientCertificate?: boolean;
+  /**
+   * The service uses no more of its socket than a native TLS connection offers (`NativeTlsSocket`: 'data',
+   * 'close' and 'error' events, `end`, `destroy`, `setTimeout`, `exportKeyingMaterial`), so a listener may serve
+   * it on OpenSSL directly instead of node:tls (one-message exchanges: NTS-KE, EKS).
+   */
+  readonly nativeTls?: boolean;
   /** Take over an accepted (and, for TLS, secured) connection. Must not throw for peer behaviour. */
   handleConnection(socket: net.Socket, context: ConnectionContext): void;
   /** Release resources; called after every listener has closed. */

@@ -68,6 +68,7 @@ const LISTENER_LIMITS = {
   handshakeTimeoutMs: 5000,
   idleTimeoutMs: 30000,
   maxMessageSize: 65536,
+  nativeTls: true,
 };
 
 /** Every key's default, written out. */
@@ -736,6 +737,7 @@ describe('valid samples (test/config/valid)', () => {
           handshakeTimeoutMs: 2000,
           idleTimeoutMs: 60_000,
           maxMessageSize: 16384,
+          nativeTls: false,
         },
         {
           kind: 'tcp',

@@ -534,6 +534,32 @@ async function checkTimestamps(port: number): Promise<void> {
   }
 }
 
+describe('which TLS stack serves NTS-KE', () => {
+  test('OpenSSL directly (the native listener) on Linux; listener.native-tls = false gives node:tls, which serves the same', async () => {
+    const listening = daemon.logs().filter((l) => l.msg === 'listening');
+    assert.ok(listening.length >= 3);
+    for (const line of listening) assert.equal(line.tls, process.platform === 'linux' ? 'native' : 'node', JSON.stringify(line));
+
+    const port = await freeUdpPort();
+    const ke = await freeTcpPort();
+    const config = loopbackConfig(port, ke).replace('default-service = "nts-ke"\n', 'default-service = "nts-ke"\nnative-tls = false\n');
+    const second = await startDaemon({ config });
+    try {
+      assert.equal(second.logs().find((l) => l.msg === 'listening')?.tls, 'node');
+      const { keys, cookies } = await ntsKeys(ke, daemonCa(second.stateDir));
+      assert.equal(cookies.length, 8);
+      const peer = await UdpPeer.open();
+      try {
+        await ntsQuery(peer, port, keys, cookies[0] as Uint8Array);
+      } finally {
+        peer.close();
+      }
+    } finally {
+      assert.equal(await second.stop(), 0);
+    }
+  });
+});
+
 describe('how datagrams are carried', () => {
   test('batched (recvmmsg/sendmmsg) by default on Linux, with sane receive and transmit timestamps', async () => {
     assert.equal(daemon.ready.ntpIo, process.platform === 'linux' ? 'batch' : 'dgram');

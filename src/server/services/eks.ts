@@ -79,6 +79,7 @@ export class EksService implements Service {
   readonly name = 'eks';
   readonly alpn = EKS_ALPN;
   readonly transports = ['tls'] as const;
+  readonly nativeTls = true;
   readonly counters = new Counters<EksCounterName>();
   readonly #options: EksServiceOptions;
   readonly #budgets = new Map<string, RequestBucket>();

@@ -36,6 +36,7 @@ export class NtsKeService implements Service {
   readonly name = 'nts-ke';
   readonly alpn = 'ntske/1';
   readonly transports = ['tls'] as const;
+  readonly nativeTls = true;
   readonly counters = new Counters<NtsKeCounterName>();
   #settings: NtsKeServerSettings;
   #active = 0;
