@@ -1,11 +1,11 @@
 /**
- * The NTS-KE floor: what Node's TLS alone costs per NTS-KE exchange, as a reference row in the server bench.
+ * The NTS-KE reference: what node:tls alone costs per NTS-KE exchange, printed beside the server bench's table.
  *
  * A bare `node:tls` server with the same certificate, TLS 1.3, ALPN ntske/1 and no session tickets (as ntptsd's
  * listeners), that exports the two NTS keys (RFC 8915 §5.1) like a real server and answers every request with
  * one canned, well-formed NTS-KE response (eight fixed cookies) in one write, then closes. No decoding, no
- * cookie sealing, no limits or timers: whatever ntptsd spends above this is its own; what this spends is the
- * runtime's (Node and its OpenSSL), which no server on it avoids.
+ * cookie sealing, no limits or timers: what this spends, any NTS-KE server on node:tls spends at least (the
+ * reason ntptsd's NTS-KE listeners use OpenSSL directly, native/tls_listener.c).
  *
  * Run as `node tls-floor.js PORT CHAIN KEY`; prints "listening" when bound.
  */
