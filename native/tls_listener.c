@@ -567,6 +567,15 @@ static napi_value throw_openssl(napi_env env, const char *code, const char *what
   return NULL;
 }
 
+/* No passphrase: an encrypted key is refused, never prompted for on a terminal (OpenSSL's default). */
+static int no_passphrase(char *buffer, int size, int rwflag, void *user) {
+  (void)buffer;
+  (void)size;
+  (void)rwflag;
+  (void)user;
+  return 0;
+}
+
 static char *get_string(napi_env env, napi_value value, size_t *length) {
   size_t n;
   if (napi_get_value_string_utf8(env, value, NULL, 0, &n) != napi_ok) return NULL;
@@ -621,12 +630,12 @@ static napi_value js_create_context(napi_env env, napi_callback_info info) {
       failure = "the TLS 1.3 cipher suites";
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     BIO *bio = BIO_new_mem_buf(chain, (int)chain_length);
-    X509 *leaf = bio != NULL ? PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL) : NULL;
+    X509 *leaf = bio != NULL ? PEM_read_bio_X509_AUX(bio, NULL, no_passphrase, NULL) : NULL;
     if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1) failure = "the certificate";
     X509_free(leaf);
     if (failure == NULL) {
       X509 *extra;
-      while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+      while ((extra = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
         if (SSL_CTX_add0_chain_cert(ctx, extra) != 1) {
           X509_free(extra);
           failure = "the certificate chain";
@@ -639,7 +648,7 @@ static napi_value js_create_context(napi_env env, napi_callback_info info) {
   }
   if (failure == NULL) {
     BIO *bio = BIO_new_mem_buf(key, (int)key_length);
-    EVP_PKEY *pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
     if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) failure = "the private key";
     else if (SSL_CTX_check_private_key(ctx) != 1) failure = "the private key does not match the certificate";
     EVP_PKEY_free(pkey);
