@@ -1,7 +1,7 @@
 /*
  * The AES block cipher on the CPU's AES instructions (AES-NI), behind the same five operations as the
  * WebAssembly engine of src/crypto/aes.ts: key expansion, ECB, CBC-MAC, the last step of CMAC and CTR,
- * each working in place on one 64 KiB memory that JS owns and attaches once. Only the block cipher is
+ * each working in place on one 64 KiB memory that JS owns and attaches once (arguments too: see ARGS). Only the block cipher is
  * here; CMAC (RFC 4493) and SIV (RFC 5297) stay in TypeScript (src/crypto/cmac.ts, siv.ts).
  *
  * Why: the WebAssembly engine computes SubBytes in constant time with vector shuffles, about 100 ns a
@@ -108,27 +108,25 @@ static void xor_block(uint8_t *at, const uint8_t *other) {
 
 /* ---- N-API glue: integer arguments only, all offsets into the attached memory ---- */
 
-#define MAX_ARGS 8
+/*
+ * Arguments come through the attached memory, not as JS values: JS writes them as Int32 words at ARGS and
+ * calls with none. Converting each JS number costs more than the AES work of a short message.
+ */
+#define ARGS 0x300
+#define ARG_WORDS 8
 
-/* Reads `want` integer arguments and the environment's state; 0 (with an exception pending) when it cannot. */
-static AesState *int_args(napi_env env, napi_callback_info info, size_t want, int32_t *out) {
-  size_t argc = MAX_ARGS;
-  napi_value argv[MAX_ARGS];
+/* The environment's state and its argument words; NULL (with an exception pending) when it cannot. */
+static AesState *reg_args(napi_env env, napi_callback_info info, int32_t *out) {
   AesState *state = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&state) != napi_ok || argc < want || state == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "aes: too few arguments");
-    return 0;
+  if (napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&state) != napi_ok || state == NULL) {
+    napi_throw_error(env, "ERR_NATIVE", "aes: no state");
+    return NULL;
   }
-  for (size_t i = 0; i < want; i++) {
-    if (napi_get_value_int32(env, argv[i], &out[i]) != napi_ok) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG", "aes: arguments must be integers");
-      return 0;
-    }
-  }
-  if (state->mem == NULL) {
+  if (state->mem == NULL || state->size < ARGS + ARG_WORDS * 4) {
     napi_throw_error(env, "ERR_INVALID_STATE", "aes: no memory attached");
-    return 0;
+    return NULL;
   }
+  memcpy(out, state->mem + ARGS, ARG_WORDS * 4);
   return state;
 }
 
@@ -165,10 +163,10 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* expand(key, nk, rk) */
+/* expand: key, nk, rk */
 static napi_value js_expand(napi_env env, napi_callback_info info) {
-  int32_t a[3];
-  AesState *state = int_args(env, info, 3, a);
+  int32_t a[ARG_WORDS];
+  AesState *state = reg_args(env, info, a);
   if (state == NULL) return NULL;
   int nk = a[1];
   if ((nk != 4 && nk != 6 && nk != 8) || !range_ok(state, a[0], nk * 4) || !range_ok(state, a[2], 16 * (nk + 7))) return out_of_range(env);
@@ -176,20 +174,20 @@ static napi_value js_expand(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ecb(rk, rounds, ptr, n) */
+/* ecb: rk, rounds, ptr, n */
 static napi_value js_ecb(napi_env env, napi_callback_info info) {
-  int32_t a[4];
-  AesState *state = int_args(env, info, 4, a);
+  int32_t a[ARG_WORDS];
+  AesState *state = reg_args(env, info, a);
   if (state == NULL) return NULL;
   if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], (int64_t)a[3] * BLOCK)) return out_of_range(env);
   ecb(state->mem + a[0], a[1], state->mem + a[2], a[3]);
   return NULL;
 }
 
-/* cbcmac(rk, rounds, from, to, ptr, n) */
+/* cbcmac: rk, rounds, from, to, ptr, n */
 static napi_value js_cbcmac(napi_env env, napi_callback_info info) {
-  int32_t a[6];
-  AesState *state = int_args(env, info, 6, a);
+  int32_t a[ARG_WORDS];
+  AesState *state = reg_args(env, info, a);
   if (state == NULL) return NULL;
   if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], BLOCK) || !range_ok(state, a[3], BLOCK) ||
       !range_ok(state, a[4], (int64_t)a[5] * BLOCK))
@@ -199,15 +197,15 @@ static napi_value js_cbcmac(napi_env env, napi_callback_info info) {
 }
 
 /*
- * cmac(rk, rounds, subkeys, from, ptr, len, xorEnd, to): the last step of a CMAC (RFC 4493 §2.4) over
+ * cmac: rk, rounds, subkeys, from, ptr, len, xorEnd, to: the last step of a CMAC (RFC 4493 §2.4) over
  * `len` bytes at `ptr`, chained from `from`: when xorEnd is not 0, its block is first XORed into the
  * message's last 16 bytes (SIV's xorend, RFC 5297 §2.4); a partial or empty last block is padded with
  * 10* and takes K2, a whole one K1 (subkeys holds K1 ‖ K2). The padding is written in place after the
  * message, so the area must have room for it.
  */
 static napi_value js_cmac(napi_env env, napi_callback_info info) {
-  int32_t a[8];
-  AesState *state = int_args(env, info, 8, a);
+  int32_t a[ARG_WORDS];
+  AesState *state = reg_args(env, info, a);
   if (state == NULL) return NULL;
   int32_t rk = a[0], rounds = a[1], subkeys = a[2], from = a[3], ptr = a[4], len = a[5], xor_end = a[6], to = a[7];
   int64_t padded = len == 0 || len % BLOCK != 0 ? ((int64_t)len / BLOCK + 1) * BLOCK : len;
@@ -230,10 +228,10 @@ static napi_value js_cmac(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ctr(rk, rounds, counter, ptr, n) */
+/* ctr: rk, rounds, counter, ptr, n */
 static napi_value js_ctr(napi_env env, napi_callback_info info) {
-  int32_t a[5];
-  AesState *state = int_args(env, info, 5, a);
+  int32_t a[ARG_WORDS];
+  AesState *state = reg_args(env, info, a);
   if (state == NULL) return NULL;
   if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], BLOCK) ||
       !range_ok(state, a[3], (int64_t)a[4] * BLOCK))

@@ -20,7 +20,8 @@
  *
  * Memory map of the module (one 64 KiB page, never grown, so `mem` stays valid):
  *   0x0000 SubBytes tables: 9 x 16 bytes      0x0100 constants (splat 0x0f, splat 0x1b)
- *   0x0200 key bytes for expansion (32)        0x0400 round-key slots, 256 bytes each
+ *   0x0200 key bytes for expansion (32)        0x0300 arguments of the native engine (8 x Int32)
+ *   0x0400 round-key slots, 256 bytes each
  *   0x0800 ZERO (16, always zero)  CHAIN, COUNTER, SUBKEYS (32), XOREND, TAG   0x1000 DATA (message scratch)
  * A key is "loaded" into a slot (round keys written there) before use; a slot remembers its key so a
  * key used twice in a row is not loaded twice.
@@ -46,6 +47,8 @@ const TABLES = 0x0000;
 const C0F = 0x0100;
 const C1B = 0x0110;
 const KEY_IN = 0x0200;
+/** The native engine reads its arguments here (native/aes_engine.c, ARGS). */
+const NATIVE_ARGS = 0x0300;
 const SLOTS = 0x0400;
 const SLOT_SIZE = 0x100;
 /** Slot roles: the CMAC/S2V key and the CTR key of an AES-SIV key are used alternately. */
@@ -603,26 +606,71 @@ function wasmEngine(): AesEngine | null {
 
 /**
  * The native module's AES (native/aes_engine.c, the CPU's AES instructions): the same five operations as
- * the WebAssembly module, on a memory of the same layout that the module is attached to.
+ * the WebAssembly module, on a memory of the same layout that the module is attached to. The operations
+ * take no JS arguments: they read them as Int32 words at NATIVE_ARGS in that memory (converting JS
+ * numbers one by one cost more than the AES work of a short message).
  */
 export interface NativeAesBinding {
   aesAttach(mem: Uint8Array): void;
-  aesExpand(key: number, nk: number, rk: number): void;
-  aesEcb(rk: number, rounds: number, ptr: number, n: number): void;
-  aesCbcmac(rk: number, rounds: number, from: number, to: number, ptr: number, n: number): void;
-  aesCmac(rk: number, rounds: number, subkeys: number, from: number, ptr: number, len: number, xorEnd: number, to: number): void;
-  aesCtr(rk: number, rounds: number, counter: number, ptr: number, n: number): void;
+  /** key, nk, rk */
+  aesExpand(): void;
+  /** rk, rounds, ptr, n */
+  aesEcb(): void;
+  /** rk, rounds, from, to, ptr, n */
+  aesCbcmac(): void;
+  /** rk, rounds, subkeys, from, ptr, len, xorEnd, to */
+  aesCmac(): void;
+  /** rk, rounds, counter, ptr, n */
+  aesCtr(): void;
 }
 
 function nativeEngine(binding: NativeAesBinding): AesEngine {
   const mem = new Uint8Array(0x10000);
   binding.aesAttach(mem);
+  const args = new Int32Array(mem.buffer, NATIVE_ARGS, 8);
+  const { aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr } = binding;
   return slotEngine('native', mem, {
-    expand: binding.aesExpand,
-    ecb: binding.aesEcb,
-    cbcmac: binding.aesCbcmac,
-    cmac: binding.aesCmac,
-    ctr: binding.aesCtr,
+    expand: (key, nk, rk) => {
+      args[0] = key;
+      args[1] = nk;
+      args[2] = rk;
+      aesExpand();
+    },
+    ecb: (rk, rounds, ptr, n) => {
+      args[0] = rk;
+      args[1] = rounds;
+      args[2] = ptr;
+      args[3] = n;
+      aesEcb();
+    },
+    cbcmac: (rk, rounds, from, to, ptr, n) => {
+      args[0] = rk;
+      args[1] = rounds;
+      args[2] = from;
+      args[3] = to;
+      args[4] = ptr;
+      args[5] = n;
+      aesCbcmac();
+    },
+    cmac: (rk, rounds, subkeys, from, ptr, len, xorEnd, to) => {
+      args[0] = rk;
+      args[1] = rounds;
+      args[2] = subkeys;
+      args[3] = from;
+      args[4] = ptr;
+      args[5] = len;
+      args[6] = xorEnd;
+      args[7] = to;
+      aesCmac();
+    },
+    ctr: (rk, rounds, counter, ptr, n) => {
+      args[0] = rk;
+      args[1] = rounds;
+      args[2] = counter;
+      args[3] = ptr;
+      args[4] = n;
+      aesCtr();
+    },
   });
 }
 
