@@ -33,12 +33,14 @@ after(() => {
   for (const s of servers) s.release();
 });
 
-function start(options: { alpn?: string[]; admit?: boolean; handshakeTimeoutMs?: number; idleTimeoutMs?: number; onSocket?: (socket: NativeTlsSocket, alpn: string | null) => void } = {}) {
+function start(
+  options: { alpn?: string[]; admit?: boolean; handshakeTimeoutMs?: number; idleTimeoutMs?: number; host?: string; onSocket?: (socket: NativeTlsSocket, alpn: string | null) => void } = {},
+) {
   if (!('module' in loaded)) assert.fail(`native TLS unavailable: ${loaded.reason}`);
   const recorded: Recorded = { accepted: 0, secure: [], closes: [], data: [] };
   const server = new NativeTlsServer(loaded.module, {
-    family: 4,
-    host: '127.0.0.1',
+    family: options.host?.includes(':') ? 6 : 4,
+    host: options.host ?? '127.0.0.1',
     port: 0,
     certificateChainPem: a.certPem,
     privateKeyPem: a.keyPem,
@@ -189,6 +191,16 @@ describe('native TLS listener', { skip: linux ? false : 'Linux only: other syste
     await assert.rejects(connect(server.port), /self.signed|unable to verify|certificate/i);
     const after = await connect(server.port, { ca: b.certPem });
     after.destroy();
+  });
+
+  test('"::" takes IPv6 and IPv4 clients (dual stack, as node:net listens)', async () => {
+    const addresses: string[] = [];
+    const { server } = start({ host: '::', onSocket: (socket) => (addresses.push(socket.remoteAddress), socket.end()) });
+    for (const host of ['::1', '127.0.0.1']) {
+      const client = await connect(server.port, { host });
+      await readAll(client);
+    }
+    assert.deepEqual(addresses, ['::1', '::ffff:127.0.0.1']);
   });
 
   test('binding a port in use throws EADDRINUSE', () => {
