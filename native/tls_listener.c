@@ -204,7 +204,7 @@ static void handshake_failed(Conn *c, int ssl_error) {
   if (ssl_error == SSL_ERROR_SSL) {
     unsigned long error = ERR_peek_last_error();
     int why = ERR_GET_REASON(error);
-    if (why == SSL_R_UNSUPPORTED_PROTOCOL || why == SSL_R_NO_PROTOCOLS_AVAILABLE || why == SSL_R_WRONG_VERSION_NUMBER)
+    if (why == SSL_R_UNSUPPORTED_PROTOCOL || why == SSL_R_NO_PROTOCOLS_AVAILABLE)
       reason = R_TLS_VERSION;
     else if (why == SSL_R_NO_APPLICATION_PROTOCOL)
       reason = R_NO_ALPN_MATCH;
