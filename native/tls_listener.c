@@ -35,6 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "socket_address.h"
+
 enum { EV_ACCEPT = 1, EV_SECURE = 2, EV_DATA = 3, EV_CLOSE = 4, EV_ACCEPT_ERROR = 5 };
 /* Why a connection closed (keep in step with src/server/native-tls.ts). */
 enum {
@@ -392,16 +394,7 @@ static void on_retry(uv_timer_t *handle) {
 
 static void accept_one(Listener *l, int fd, const struct sockaddr_storage *peer) {
   char address[INET6_ADDRSTRLEN] = "";
-  int port = 0;
-  if (peer->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
-    inet_ntop(AF_INET6, &a->sin6_addr, address, sizeof address);
-    port = ntohs(a->sin6_port);
-  } else {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
-    inet_ntop(AF_INET, &a->sin_addr, address, sizeof address);
-    port = ntohs(a->sin_port);
-  }
+  int port = peer_text(peer, address, sizeof address);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   uint32_t id = ++l->next_id;
@@ -720,26 +713,10 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
     return NULL;
   }
   struct sockaddr_storage local;
-  socklen_t local_length;
-  memset(&local, 0, sizeof local);
-  if (family == 4) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&local;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG", "tls_listener.listen: host is not an IPv4 address");
-      return NULL;
-    }
-    local_length = sizeof *a;
-  } else {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&local;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG", "tls_listener.listen: host is not an IPv6 address");
-      return NULL;
-    }
-    local_length = sizeof *a;
+  socklen_t local_length = numeric_address(family, host, port, &local);
+  if (local_length == 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", family == 4 ? "tls_listener.listen: host is not an IPv4 address" : "tls_listener.listen: host is not an IPv6 address");
+    return NULL;
   }
   int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -795,14 +772,10 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   uv_poll_start(&l->poll, UV_READABLE, on_listen_io);
   napi_add_env_cleanup_hook(env, env_cleanup, l);
 
-  struct sockaddr_storage bound;
-  socklen_t bound_length = sizeof bound;
-  getsockname(fd, (struct sockaddr *)&bound, &bound_length);
-  int bound_port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port) : ntohs(((struct sockaddr_in *)&bound)->sin_port);
   napi_value external, port_value;
   CHECK(napi_create_external(env, l, NULL, NULL, &external));
   CHECK(napi_set_named_property(env, handle, "native", external));
-  CHECK(napi_create_int32(env, bound_port, &port_value));
+  CHECK(napi_create_int32(env, bound_port(fd), &port_value));
   CHECK(napi_set_named_property(env, handle, "port", port_value));
   return handle;
 }

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "socket_address.h"
+
 /* Per-slot metadata, as Int32 words (keep in step with src/server/udp-batch.ts). */
 enum {
   META_LENGTH = 0,       /* received length; -1 when the datagram was longer than the slot (MSG_TRUNC) */
@@ -212,18 +214,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
         }
       }
       char *text = (char *)b->address_text + (size_t)i * ADDRESS_TEXT_SIZE;
-      const struct sockaddr_storage *from = &b->addrs[i];
-      if (from->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
-        meta[META_FAMILY] = 6;
-        meta[META_PORT] = ntohs(a->sin6_port);
-        if (inet_ntop(AF_INET6, &a->sin6_addr, text, ADDRESS_TEXT_SIZE) == NULL) text[0] = '\0';
-      } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)from;
-        meta[META_FAMILY] = 4;
-        meta[META_PORT] = ntohs(a->sin_port);
-        if (inet_ntop(AF_INET, &a->sin_addr, text, ADDRESS_TEXT_SIZE) == NULL) text[0] = '\0';
-      }
+      meta[META_FAMILY] = b->addrs[i].ss_family == AF_INET6 ? 6 : 4;
+      meta[META_PORT] = peer_text(&b->addrs[i], text, ADDRESS_TEXT_SIZE);
       meta[META_ADDRESS_LEN] = (int32_t)strlen(text);
     }
     if (!deliver(b, count)) return;
@@ -330,26 +322,10 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   }
 
   struct sockaddr_storage local;
-  socklen_t local_length;
-  memset(&local, 0, sizeof local);
-  if (family == 4) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&local;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG", "udp_batch.open: host is not an IPv4 address");
-      return NULL;
-    }
-    local_length = sizeof *a;
-  } else {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&local;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG", "udp_batch.open: host is not an IPv6 address");
-      return NULL;
-    }
-    local_length = sizeof *a;
+  socklen_t local_length = numeric_address(family, host, port, &local);
+  if (local_length == 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", family == 4 ? "udp_batch.open: host is not an IPv4 address" : "udp_batch.open: host is not an IPv6 address");
+    return NULL;
   }
 
   int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -418,14 +394,10 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   napi_add_env_cleanup_hook(env, on_env_cleanup, b);
 
   napi_value external, local_port;
-  struct sockaddr_storage bound;
-  socklen_t bound_length = sizeof bound;
-  getsockname(fd, (struct sockaddr *)&bound, &bound_length);
-  int bound_port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
-                                               : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  int bound = bound_port(fd);
   CHECK(napi_create_external(env, b, NULL, NULL, &external));
   CHECK(napi_set_named_property(env, handle, "native", external));
-  CHECK(napi_create_int32(env, bound_port, &local_port));
+  CHECK(napi_create_int32(env, bound, &local_port));
   CHECK(napi_set_named_property(env, handle, "port", local_port));
   return handle;
 }

@@ -565,18 +565,8 @@ class Listener {
   }
 
   #onNativeSecure(socket: NativeTlsSocket, alpn: string | null): void {
-    if (this.#closing) {
-      this.#count('refused_shutdown');
-      socket.destroy();
-      return;
-    }
-    const service = alpn === null ? this.#defaultService : this.#alpnToService.get(alpn);
-    if (!service) {
-      this.#count('no_alpn');
-      this.logger.debug({ listener: this.spec.name, remote: socket.remoteAddress }, 'connection refused: no ALPN and no default service');
-      socket.destroy();
-      return;
-    }
+    const service = this.#serviceAfterHandshake(socket, alpn);
+    if (service === null) return;
     // The services on a native listener use no more of tls.TLSSocket than NativeTlsSocket has (Service.nativeTls).
     const tlsInfo: TlsConnectionInfo = { socket: socket as unknown as tls.TLSSocket, protocol: 'TLSv1.3', alpn, servername: null, peerCertificate: null, peerAuthorized: false };
     this.#dispatch(socket, service, tlsInfo, tcpAddress(socket.remoteAddress, socket.remotePort));
@@ -615,21 +605,31 @@ class Listener {
     socket.destroy();
   }
 
-  #onSecure(socket: tls.TLSSocket): void {
+  /**
+   * The service for a connection whose handshake is done, by its ALPN protocol (or the default one); null, with
+   * the socket destroyed and the refusal counted, while closing or when there is none.
+   */
+  #serviceAfterHandshake(socket: AnySocket, alpn: string | null): Service | null {
     if (this.#closing) {
       this.#count('refused_shutdown');
       socket.destroy();
-      return;
+      return null;
     }
-    const alpn = typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : null;
     const service = alpn === null ? this.#defaultService : this.#alpnToService.get(alpn);
     if (!service) {
       // TLS has no alert for "you offered nothing" once the handshake is done: close the connection.
       this.#count('no_alpn');
       this.logger.debug({ listener: this.spec.name, remote: socket.remoteAddress }, 'connection refused: no ALPN and no default service');
       socket.destroy();
-      return;
+      return null;
     }
+    return service;
+  }
+
+  #onSecure(socket: tls.TLSSocket): void {
+    const alpn = typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : null;
+    const service = this.#serviceAfterHandshake(socket, alpn);
+    if (service === null) return;
     const cert = this.#requestCert ? socket.getPeerCertificate(true) : null;
     const tlsInfo: TlsConnectionInfo = {
       socket,
