@@ -240,6 +240,32 @@ static napi_value js_ctr(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dbl() of RFC 4493 §2.3 / RFC 5297 §2.1, branch-free on the secret top bit. */
+static void dbl_block(uint8_t *b) {
+  uint8_t carry = (uint8_t)(b[0] >> 7);
+  for (int i = 0; i < BLOCK - 1; i++) b[i] = (uint8_t)((b[i] << 1) | (b[i + 1] >> 7));
+  b[BLOCK - 1] = (uint8_t)((b[BLOCK - 1] << 1) ^ (0x87 & (uint8_t)-carry));
+}
+
+/*
+ * cmacPrepare: rk, rounds, to: K1 ‖ K2 (RFC 4493 §2.3: L = AES(0^128), K1 = dbl(L), K2 = dbl(K1)), then
+ * CMAC(0^128) = AES(K1) (one whole zero block XOR K1), the first value of S2V (RFC 5297 §2.4): 48 bytes at `to`.
+ */
+AES_TARGET static napi_value js_cmac_prepare(napi_env env, napi_callback_info info) {
+  int32_t a[ARG_WORDS];
+  AesState *state = reg_args(env, info, a);
+  if (state == NULL) return NULL;
+  if (!rounds_ok(a[1]) || !range_ok(state, a[0], 16 * (a[1] + 1)) || !range_ok(state, a[2], 3 * BLOCK)) return out_of_range(env);
+  const __m128i *rk = (const __m128i *)(state->mem + a[0]);
+  uint8_t *out = state->mem + a[2];
+  _mm_storeu_si128((__m128i *)out, encrypt_block(_mm_setzero_si128(), rk, a[1]));
+  dbl_block(out);
+  memcpy(out + BLOCK, out, BLOCK);
+  dbl_block(out + BLOCK);
+  _mm_storeu_si128((__m128i *)(out + 2 * BLOCK), encrypt_block(_mm_loadu_si128((const __m128i *)out), rk, a[1]));
+  return NULL;
+}
+
 static int cpu_has_aes(void) {
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
@@ -264,7 +290,7 @@ void ntptsd_register_aes(napi_env env, napi_value exports) {
     const char *name;
     napi_callback fn;
   } functions[] = {{"aesAttach", js_attach}, {"aesExpand", js_expand}, {"aesEcb", js_ecb},
-                   {"aesCbcmac", js_cbcmac}, {"aesCmac", js_cmac}, {"aesCtr", js_ctr}};
+                   {"aesCbcmac", js_cbcmac}, {"aesCmac", js_cmac}, {"aesCtr", js_ctr}, {"aesCmacPrepare", js_cmac_prepare}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, state, &fn) != napi_ok) return;

@@ -31,6 +31,17 @@ import { UsageError } from '../proto/errors.js';
 
 export const AES_BLOCK = 16;
 
+/**
+ * `block <<= 1` over 128 bits, then XOR R_128 = 0x87 into the last byte when the top bit fell off
+ * (RFC 4493 §2.3; also `dbl()` of RFC 5297 §2.1), on `block[offset..offset+16)`. Branch-free on the secret bit.
+ */
+export function dbl(block: Uint8Array, offset = 0): void {
+  const carry = block[offset]! >>> 7;
+  const end = offset + AES_BLOCK - 1;
+  for (let i = offset; i < end; i++) block[i] = ((block[i]! << 1) | (block[i + 1]! >>> 7)) & 0xff;
+  block[end] = ((block[end]! << 1) & 0xff) ^ (0x87 & -carry);
+}
+
 /** Addresses in `AesEngine.mem`. ZERO holds 16 zero bytes and must never be written. */
 export const ZERO = 0x0800;
 export const CHAIN = 0x0810;
@@ -570,6 +581,24 @@ export interface AesEngine {
   cmac(key: AesKey, slot: number, subkeys: number, from: number, ptr: number, len: number, xorEnd: number, to: number): void;
   /** XORs n blocks at `ptr` with the CTR keystream from the counter at `counter` (see ctrFunction). */
   ctr(key: AesKey, slot: number, counter: number, ptr: number, n: number): void;
+  /**
+   * What every CMAC key needs first, as 48 bytes at `to`: the subkeys K1 ‖ K2 (RFC 4493 §2.3: L = AES(0^128),
+   * K1 = dbl(L), K2 = dbl(K1)), then CMAC(0^128) = AES(K1), the first value of S2V (RFC 5297 §2.4).
+   */
+  cmacPrepare(key: AesKey, slot: number, to: number): void;
+}
+
+/** cmacPrepare on an engine's ECB: the same values, computed in JS between two block encryptions. */
+function cmacPrepareOn(mem: Uint8Array, ecb: (key: AesKey, slot: number, ptr: number, n: number) => void): AesEngine['cmacPrepare'] {
+  return (key, slot, to) => {
+    mem.fill(0, to, to + AES_BLOCK);
+    ecb(key, slot, to, 1);
+    dbl(mem, to);
+    mem.copyWithin(to + AES_BLOCK, to, to + AES_BLOCK);
+    dbl(mem, to + AES_BLOCK);
+    mem.copyWithin(to + 2 * AES_BLOCK, to, to + AES_BLOCK);
+    ecb(key, slot, to + 2 * AES_BLOCK, 1);
+  };
 }
 
 interface WasmExports {
@@ -622,13 +651,15 @@ export interface NativeAesBinding {
   aesCmac(): void;
   /** rk, rounds, counter, ptr, n */
   aesCtr(): void;
+  /** rk, rounds, to */
+  aesCmacPrepare(): void;
 }
 
 function nativeEngine(binding: NativeAesBinding): AesEngine {
   const mem = new Uint8Array(0x10000);
   binding.aesAttach(mem);
   const args = new Int32Array(mem.buffer, NATIVE_ARGS, 8);
-  const { aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr } = binding;
+  const { aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr, aesCmacPrepare } = binding;
   return slotEngine('native', mem, {
     expand: (key, nk, rk) => {
       args[0] = key;
@@ -671,11 +702,21 @@ function nativeEngine(binding: NativeAesBinding): AesEngine {
       args[4] = n;
       aesCtr();
     },
+    cmacPrepare: (rk, rounds, to) => {
+      args[0] = rk;
+      args[1] = rounds;
+      args[2] = to;
+      aesCmacPrepare();
+    },
   });
 }
 
 /** An engine over operations that take round keys from slots in `mem` (the WebAssembly and native ones). */
-function slotEngine(name: 'wasm' | 'native', mem: Uint8Array, ops: Omit<WasmExports, 'mem'>): AesEngine {
+function slotEngine(
+  name: 'wasm' | 'native',
+  mem: Uint8Array,
+  ops: Omit<WasmExports, 'mem'> & { cmacPrepare?: (rk: number, rounds: number, to: number) => void },
+): AesEngine {
   const owners: (AesKey | null)[] = new Array<AesKey | null>(SLOT_COUNT).fill(null);
 
   /** Puts `key`'s round keys into `slot`; returns their address. */
@@ -694,12 +735,14 @@ function slotEngine(name: 'wasm' | 'native', mem: Uint8Array, ops: Omit<WasmExpo
     if (++key.loads >= 2) key.schedule = mem.slice(rk, rk + 16 * (key.rounds + 1));
     return rk;
   };
-  const { ecb, cbcmac, cmac, ctr } = ops;
+  const { ecb, cbcmac, cmac, ctr, cmacPrepare } = ops;
+  const ecbOp = (key: AesKey, slot: number, ptr: number, n: number) => ecb(load(key, slot), key.rounds, ptr, n);
   return {
     name,
     mem,
     tag: mem.subarray(TAG, TAG + AES_BLOCK),
-    ecb: (key, slot, ptr, n) => ecb(load(key, slot), key.rounds, ptr, n),
+    ecb: ecbOp,
+    cmacPrepare: cmacPrepare !== undefined ? (key, slot, to) => cmacPrepare(load(key, slot), key.rounds, to) : cmacPrepareOn(mem, ecbOp),
     cbcMac: (key, slot, from, to, ptr, n) => cbcmac(load(key, slot), key.rounds, from, to, ptr, n),
     cmac: (key, slot, subkeys, from, ptr, len, xorEnd, to) => cmac(load(key, slot), key.rounds, subkeys, from, ptr, len, xorEnd, to),
     ctr: (key, slot, counter, ptr, n) => ctr(load(key, slot), key.rounds, counter, ptr, n),
@@ -733,6 +776,7 @@ function nodeEngine(): AesEngine {
     mem,
     tag: mem.subarray(TAG, TAG + AES_BLOCK),
     ecb: (key, _slot, ptr, n) => ecb(key, ptr, n),
+    cmacPrepare: cmacPrepareOn(mem, (key, _slot, ptr, n) => ecb(key, ptr, n)),
     cbcMac: (key, _slot, from, to, ptr, n) => cbcMac(key, from, to, ptr, n),
     cmac: (key, _slot, subkeys, from, ptr, len, xorEnd, to) => {
       const xor = (at: number, other: number) => {
@@ -797,9 +841,9 @@ export function aesEngine(): AesEngine {
  */
 export function useNativeAes(binding: Partial<NativeAesBinding>): boolean {
   if (NATIVE === null) {
-    const { aesAttach, aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr } = binding;
-    if (!aesAttach || !aesExpand || !aesEcb || !aesCbcmac || !aesCmac || !aesCtr) return false;
-    const engine = nativeEngine({ aesAttach, aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr });
+    const { aesAttach, aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr, aesCmacPrepare } = binding;
+    if (!aesAttach || !aesExpand || !aesEcb || !aesCbcmac || !aesCmac || !aesCtr || !aesCmacPrepare) return false;
+    const engine = nativeEngine({ aesAttach, aesExpand, aesEcb, aesCbcmac, aesCmac, aesCtr, aesCmacPrepare });
     if (!passesKnownAnswers(engine)) return false;
     NATIVE = engine;
   }

@@ -15,28 +15,25 @@ export { AES_BLOCK } from './aes.js';
 /** CMAC output length in bytes (RFC 4493 §2.1). */
 export const CMAC_TAG_LENGTH = 16;
 
-/**
- * `block <<= 1` over 128 bits, then XOR R_128 = 0x87 into the last byte when the top bit fell off
- * (RFC 4493 §2.3; also `dbl()` of RFC 5297 §2.1), on `block[offset..offset+16)`. Branch-free on the secret bit.
- */
-export function dbl(block: Uint8Array, offset = 0): void {
-  const carry = block[offset]! >>> 7;
-  const end = offset + AES_BLOCK - 1;
-  for (let i = offset; i < end; i++) block[i] = ((block[i]! << 1) | (block[i + 1]! >>> 7)) & 0xff;
-  block[end] = ((block[end]! << 1) & 0xff) ^ (0x87 & -carry);
+export { dbl } from './aes.js';
+
+/** The first `length` bytes of AesEngine.cmacPrepare's K1 ‖ K2 ‖ CMAC(0^128), to `out[0..length)`. */
+function prepared(key: AesKey, out: Uint8Array, length: number): void {
+  const engine = aesEngine();
+  const mem = engine.mem;
+  engine.cmacPrepare(key, SLOT_MAC, DATA);
+  for (let i = 0; i < length; i++) out[i] = mem[DATA + i]!;
+  mem.fill(0, DATA, DATA + 3 * AES_BLOCK);
 }
 
 /** RFC 4493 §2.3: L = AES-K(0^128), K1 = dbl(L), K2 = dbl(K1), written as K1 ‖ K2 to `subkeys[0..32)`. */
 export function cmacSubkeys(key: AesKey, subkeys: Uint8Array): void {
-  const engine = aesEngine();
-  const mem = engine.mem;
-  mem.fill(0, DATA, DATA + AES_BLOCK);
-  engine.ecb(key, SLOT_MAC, DATA, 1);
-  for (let i = 0; i < AES_BLOCK; i++) subkeys[i] = mem[DATA + i]!;
-  mem.fill(0, DATA, DATA + AES_BLOCK);
-  dbl(subkeys, 0);
-  subkeys.copyWithin(AES_BLOCK, 0, AES_BLOCK);
-  dbl(subkeys, AES_BLOCK);
+  prepared(key, subkeys, 2 * AES_BLOCK);
+}
+
+/** K1 ‖ K2 and then CMAC(key, 0^128) (the first value of S2V, RFC 5297 §2.4), to `out[0..48)`. */
+export function cmacSubkeysAndZero(key: AesKey, out: Uint8Array): void {
+  prepared(key, out, 3 * AES_BLOCK);
 }
 
 /**

@@ -15,7 +15,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { UsageError } from '../proto/errors.js';
 import { AES_BLOCK, AesKey, COUNTER, DATA, DATA_SIZE, SLOT_CTR, aesEngine } from './aes.js';
-import { cmacInto, cmacSubkeys, dbl } from './cmac.js';
+import { cmacInto, cmacSubkeysAndZero, dbl } from './cmac.js';
 import { Slab } from './slab.js';
 
 /** Length of the synthetic IV / tag that precedes the ciphertext (RFC 5297 §2.6). */
@@ -27,7 +27,6 @@ export const SIV_KEY_LENGTHS: readonly number[] = [32, 48, 64];
 
 const EMPTY: readonly Uint8Array[] = [];
 const EMPTY_BYTES = new Uint8Array(0);
-const ZERO_BLOCK = new Uint8Array(AES_BLOCK);
 
 // Per-operation temporaries, shared: operations run one at a time and never call each other.
 const D = new Uint8Array(AES_BLOCK);
@@ -146,8 +145,7 @@ export class AesSiv {
   #prepare(): void {
     if (this.#ready) return;
     const state = this.#state;
-    cmacSubkeys(this.#macKey, state);
-    cmacInto(this.#macKey, state, ZERO_BLOCK, null, state, 2 * AES_BLOCK);
+    cmacSubkeysAndZero(this.#macKey, state);
     this.#ready = true;
   }
 

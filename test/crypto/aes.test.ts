@@ -84,6 +84,20 @@ if (nativeExpected) describe('native AES engine (the CPU\'s AES instructions)', 
 });
 
 describe('AES engine, every engine', () => {
+  it('cmacPrepare gives the RFC 4493 §4 subkeys and CMAC(0^128) on every engine', () => {
+    const keyBytes = hex('2b7e1516 28aed2a6 abf71588 09cf4f3c');
+    const zeroMac = toHex(referenceCmac(keyBytes, new Uint8Array(16)));
+    for (const engine of ENGINES) {
+      withEngine(engine, () => {
+        const { mem } = aesEngine();
+        aesEngine().cmacPrepare(new AesKey(keyBytes), SLOT_MAC, DATA);
+        assert.equal(toHex(mem.subarray(DATA, DATA + 16)), 'fbeed618357133667c85e08f7236a8de', `${engine}: K1`);
+        assert.equal(toHex(mem.subarray(DATA + 16, DATA + 32)), 'f7ddac306ae266ccf90bc11ee46d513b', `${engine}: K2`);
+        assert.equal(toHex(mem.subarray(DATA + 32, DATA + 48)), zeroMac, `${engine}: CMAC(0^128)`);
+      });
+    }
+  });
+
 
   it('FIPS 197 Appendix C known answers at every key size', () => {
     const plaintext = hex('00112233445566778899aabbccddeeff');
