@@ -263,7 +263,6 @@ class Listener {
       if (spec.defaultService !== undefined) throw configError(spec.configKey, 'a default service only applies to TLS listeners');
       this.#defaultService = onlyService;
       this.#requestCert = false;
-      this.tlsServer = null;
     } else {
       for (const service of this.services) {
         if (!service.transports.includes('tls') || service.alpn === null) throw configError(servicesKey, `service "${service.name}" cannot be offered over TLS`);
@@ -274,10 +273,19 @@ class Listener {
       }
       this.#defaultService = spec.defaultService === undefined ? null : registry.get(spec.defaultService) ?? null;
       if (!creds) throw new ListenerError('LISTENER_NO_TLS', `${spec.configKey}: a TLS listener needs a certificate and key`, null);
-      const protocols = this.services.map((s) => s.alpn as string);
       this.#requestCert = this.services.some((s) => s.requestClientCertificate === true);
+      if (spec.path === undefined && spec.nativeTls !== false && !this.#requestCert && this.services.every((s) => s.nativeTls === true)) {
+        const native = nativeTls();
+        if ('module' in native) this.#nativeModule = native.module;
+        else logger.warn({ listener: spec.name, reason: native.reason }, 'native TLS unavailable, using node:tls');
+      }
+    }
+    if (this.#nativeModule !== null || this.transport !== 'tls') {
+      this.tlsServer = null;
+    } else {
+      const protocols = this.services.map((s) => s.alpn as string);
       this.tlsServer = tls.createServer({
-        ...secureContextOptions(creds),
+        ...secureContextOptions(creds as TlsCredentials),
         handshakeTimeout: this.limits.handshakeTimeoutMs,
         requestCert: this.#requestCert,
         rejectUnauthorized: false, // the service decides what an unverified or absent client certificate means
@@ -293,16 +301,6 @@ class Listener {
 
     this.netServer = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
     this.#creds = creds;
-    if (this.transport === 'tls' && spec.path === undefined && spec.nativeTls !== false && !this.#requestCert && this.services.every((s) => s.nativeTls === true)) {
-      const native = nativeTls();
-      if ('module' in native) this.#nativeModule = native.module;
-      else this.logger.warn({ listener: spec.name, reason: native.reason }, 'native TLS unavailable, using node:tls');
-    }
-  }
-
-  /** Which TLS stack serves this listener: 'native' (OpenSSL directly), 'node' (node:tls) or null (no TLS). */
-  get tlsEngine(): 'native' | 'node' | null {
-    return this.transport !== 'tls' ? null : this.#nativeModule !== null ? 'native' : 'node';
   }
 
   get active(): number {
