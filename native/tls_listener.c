@@ -515,6 +515,17 @@ static void maybe_free_listener(Listener *l) {
   free(l);
 }
 
+/* No more connections: the listening socket closes; the connections already open go on. */
+static void stop_accepting(Listener *l) {
+  if (l->closing) return;
+  l->closing = 1;
+  uv_poll_stop(&l->poll);
+  uv_timer_stop(&l->retry);
+  close(l->fd);
+  uv_close((uv_handle_t *)&l->poll, on_listener_handle_closed);
+  uv_close((uv_handle_t *)&l->retry, on_listener_handle_closed);
+}
+
 static void env_cleanup(void *data) {
   Listener *l = (Listener *)data;
   /* Process exit: close what is open without calling JS. */
@@ -526,14 +537,7 @@ static void env_cleanup(void *data) {
       c = next;
     }
   }
-  if (!l->closing) {
-    l->closing = 1;
-    uv_poll_stop(&l->poll);
-    uv_timer_stop(&l->retry);
-    close(l->fd);
-    uv_close((uv_handle_t *)&l->poll, on_listener_handle_closed);
-    uv_close((uv_handle_t *)&l->retry, on_listener_handle_closed);
-  }
+  stop_accepting(l);
 }
 
 /* ---- JS API ---- */
@@ -922,13 +926,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   napi_value handle;
   CHECK(napi_get_cb_info(env, info, &argc, &handle, NULL, NULL));
   Listener *l = argc >= 1 ? listener_of(env, handle) : NULL;
-  if (l == NULL || l->closing) return NULL;
-  l->closing = 1;
-  uv_poll_stop(&l->poll);
-  uv_timer_stop(&l->retry);
-  close(l->fd);
-  uv_close((uv_handle_t *)&l->poll, on_listener_handle_closed);
-  uv_close((uv_handle_t *)&l->retry, on_listener_handle_closed);
+  if (l != NULL) stop_accepting(l);
   return NULL;
 }
 
