@@ -93,6 +93,12 @@ function blockListOf(list: readonly Cidr[]): BlockList {
   return blocks;
 }
 
+/** Whether `listen` binds an IPv6 socket (names resolve to IPv4, as dgram's udp4 does), and how errors name it. */
+function bindTarget(listen: HostPort): { v6: boolean; where: string } {
+  const v6 = listen.family === 'ipv6' || isIPv6(listen.host);
+  return { v6, where: v6 ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}` };
+}
+
 /** A bound socket of either kind, as stop() needs it. */
 interface BoundSocket {
   close(): Promise<void>;
@@ -159,7 +165,7 @@ export class NtpService {
     this.io = native !== undefined && 'module' in native ? 'batch' : 'dgram';
     try {
       for (const [index, listen] of this.#options.config.listen.entries()) {
-        bound.push(native !== undefined && 'module' in native ? this.#bindBatch(native.module, listen, index) : await this.#bind(listen, index));
+        bound.push(native !== undefined && 'module' in native ? await this.#bindBatch(native.module, listen, index) : await this.#bind(listen, index));
       }
     } catch (error) {
       await this.stop();
@@ -181,15 +187,16 @@ export class NtpService {
     return new NtpServiceError('NTP_BIND_FAILED', `${key}: cannot bind ${where}: ${error.code ?? error.message}`);
   }
 
-  #bindBatch(module: NativeUdpModule, listen: HostPort, index: number): { address: string; port: number } {
-    const v6 = listen.family === 'ipv6' || isIPv6(listen.host);
-    const where = v6 ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`;
+  async #bindBatch(module: NativeUdpModule, listen: HostPort, index: number): Promise<{ address: string; port: number }> {
+    const { v6, where } = bindTarget(listen);
     let socket: UdpBatchSocket;
     let sendErrorsSeen = 0;
     try {
+      // The native socket binds numeric addresses: a name is resolved first, as dgram does for udp4.
+      const host = listen.family === 'name' ? (await dns.promises.lookup(listen.host, { family: 4 })).address : listen.host;
       socket = new UdpBatchSocket(module, {
         family: v6 ? 6 : 4,
-        host: listen.host,
+        host,
         port: listen.port,
         slotSize: BATCH_SLOT_SIZE,
         onBatch: (batch) => {
@@ -206,14 +213,13 @@ export class NtpService {
       throw this.#bindError(error as NodeJS.ErrnoException, where, index);
     }
     this.#sockets.push(socket);
-    return { address: listen.host, port: socket.port };
+    return { address: socket.host, port: socket.port };
   }
 
   #bind(listen: HostPort, index: number): Promise<{ address: string; port: number }> {
-    const v6 = listen.family === 'ipv6' || isIPv6(listen.host);
+    const { v6, where } = bindTarget(listen);
     // v6-only so that "[::]:123" and "0.0.0.0:123" can both be bound, as the defaults do.
     const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, reuseAddr: false, lookup: numericLookup(v6 ? 6 : 4) });
-    const where = v6 ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`;
     return new Promise((resolve, reject) => {
       socket.once('error', (error: NodeJS.ErrnoException) => {
         socket.close();

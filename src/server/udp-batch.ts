@@ -128,6 +128,8 @@ export interface UdpBatchSocketOptions {
 
 /** A bound UDP socket that receives and answers in batches. Throws errors with `code` (EADDRINUSE, …) on bind. */
 export class UdpBatchSocket {
+  /** The bound address, as given. */
+  readonly host: string;
   readonly port: number;
   readonly #module: NativeUdpModule;
   readonly #handle: NativeHandle;
@@ -157,6 +159,7 @@ export class UdpBatchSocket {
         onBatch(batch);
       },
     });
+    this.host = options.host;
     this.port = this.#handle.port;
   }
 

@@ -566,6 +566,19 @@ describe('how datagrams are carried', () => {
     for (let i = 0; i < 5; i++) await checkTimestamps(ntpPort);
   });
 
+  test('a host name in ntp.listen is resolved (IPv4, as dgram does) and served batched', async () => {
+    const port = await freeUdpPort();
+    const config = loopbackConfig(port, await freeTcpPort()).replace(`listen = ["127.0.0.1:${port}"]`, `listen = ["localhost:${port}"]`);
+    const second = await startDaemon({ config });
+    try {
+      assert.deepEqual(second.ready.ntp, [`127.0.0.1:${port}`]);
+      assert.equal(second.ready.ntpIo, process.platform === 'linux' ? 'batch' : 'dgram');
+      await checkTimestamps(port);
+    } finally {
+      assert.equal(await second.stop(), 0);
+    }
+  });
+
   test('ntp.batch-io = false serves through Node\'s dgram: plain, NTS and bad input alike', async () => {
     const port = await freeUdpPort();
     const ke = await freeTcpPort();
