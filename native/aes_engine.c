@@ -1,8 +1,8 @@
 /*
- * The AES block cipher on the CPU's AES instructions (AES-NI), behind the same five operations as the
- * WebAssembly engine of src/crypto/aes.ts: key expansion, ECB, CBC-MAC, the last step of CMAC and CTR,
- * each working in place on one 64 KiB memory that JS owns and attaches once (arguments too: see ARGS). Only the block cipher is
- * here; CMAC (RFC 4493) and SIV (RFC 5297) stay in TypeScript (src/crypto/cmac.ts, siv.ts).
+ * The AES block cipher on the CPU's AES instructions (AES-NI), behind the same operations as the other
+ * engines of src/crypto/aes.ts: key expansion, ECB, CBC-MAC, CMAC's key preparation and last step, and CTR,
+ * each working in place on one 64 KiB memory that JS owns and attaches once (arguments too: see ARGS).
+ * CMAC (RFC 4493) and SIV (RFC 5297) themselves stay in TypeScript (src/crypto/cmac.ts, siv.ts).
  *
  * Why: the WebAssembly engine computes SubBytes in constant time with vector shuffles, about 100 ns a
  * block; an NTS request takes some sixty blocks. The AES instructions take a few ns a block, are constant

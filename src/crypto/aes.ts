@@ -8,7 +8,7 @@
  * time, that works in place on its own memory: callers copy inputs in, call, and read results out,
  * with no allocation per call. node:crypto remains the fallback where WebAssembly SIMD is unavailable
  * (e.g. `node --jitless`) and serves as the reference in the tests. Where the native module is built and
- * the CPU has AES instructions, the daemon hands this file its five operations (`useNativeAes`, see
+ * the CPU has AES instructions, the daemon hands this file its operations (`useNativeAes`, see
  * native/aes_engine.c): the same memory layout and calls, a few ns a block instead of ~100.
  *
  * Constant time: SubBytes works on all 16 state bytes at once, with 16-entry table lookups done by
@@ -634,7 +634,7 @@ function wasmEngine(): AesEngine | null {
 }
 
 /**
- * The native module's AES (native/aes_engine.c, the CPU's AES instructions): the same five operations as
+ * The native module's AES (native/aes_engine.c, the CPU's AES instructions): the same operations as
  * the WebAssembly module, on a memory of the same layout that the module is attached to. The operations
  * take no JS arguments: they read them as Int32 words at NATIVE_ARGS in that memory (converting JS
  * numbers one by one cost more than the AES work of a short message).

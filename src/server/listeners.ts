@@ -22,14 +22,14 @@
  *   deadline, then destroy what is left. The Unix socket file is removed when the listener closes.
  */
 import { constants } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { chmod, lstat, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
+import { type NativeCloseReason, type NativeTlsModule, NativeTlsServer, NativeTlsSocket, nativeTls } from './native-tls.js';
 import type { ConnectionContext, Service, ServiceName, ServiceRegistry, SocketAddress, TlsConnectionInfo, Transport } from './service.js';
-import { lookup } from 'node:dns/promises';
-import { type NativeCloseReason, NativeTlsServer, NativeTlsSocket, nativeTls } from './native-tls.js';
 
 /** A connection of either kind of listener. */
 type AnySocket = net.Socket | NativeTlsSocket;
@@ -212,7 +212,7 @@ class Listener {
   /** Dispatched sockets and the controller of their shutdown signal. */
   readonly #sessions = new Map<AnySocket, AbortController>();
   /** The native TLS module when this listener uses it (see ListenerSpec.nativeTls), and its server once bound. */
-  readonly #nativeModule: ConstructorParameters<typeof NativeTlsServer>[0] | null = null;
+  readonly #nativeModule: NativeTlsModule | null = null;
   #native: NativeTlsServer | null = null;
   readonly #creds: TlsCredentials | undefined;
   readonly #alpnToService = new Map<string, Service>();
@@ -337,10 +337,7 @@ class Listener {
     const { spec } = this;
     if (this.#nativeModule !== null && spec.address !== undefined) {
       await this.#bindNative(this.#nativeModule, spec.address);
-      this.logger.info(
-        { listener: spec.name, address: formatSocketAddress(this.#address as SocketAddress), transport: this.transport, tls: 'native', services: spec.services },
-        'listening',
-      );
+      this.#logListening();
       return;
     }
     if (spec.path !== undefined) await this.#clearStaleSocket(spec.path);
@@ -377,10 +374,17 @@ class Listener {
       const info = this.netServer.address() as net.AddressInfo;
       this.#address = { kind: 'tcp', address: info.address, port: info.port, family: info.family === 'IPv6' ? 'IPv6' : 'IPv4' };
     }
-    this.logger.info({ listener: spec.name, address: formatSocketAddress(this.#address), transport: this.transport, ...(this.transport === 'tls' ? { tls: 'node' } : {}), services: spec.services }, 'listening');
+    this.#logListening();
   }
 
-  async #bindNative(module: ConstructorParameters<typeof NativeTlsServer>[0], address: { readonly host: string; readonly port: number }): Promise<void> {
+  /** The one 'listening' line per bound listener; `tls` says which stack serves it. */
+  #logListening(): void {
+    const { spec } = this;
+    const tlsStack = this.transport === 'tls' ? { tls: this.#native !== null ? 'native' : 'node' } : {};
+    this.logger.info({ listener: spec.name, address: formatSocketAddress(this.#address as SocketAddress), transport: this.transport, ...tlsStack, services: spec.services }, 'listening');
+  }
+
+  async #bindNative(module: NativeTlsModule, address: { readonly host: string; readonly port: number }): Promise<void> {
     const creds = this.#creds as TlsCredentials;
     let host = address.host;
     let family: 4 | 6 = net.isIPv6(host) ? 6 : 4;

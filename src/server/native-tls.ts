@@ -16,7 +16,7 @@ interface NativeTlsHandle {
   readonly port: number;
 }
 
-interface NativeTlsModule {
+export interface NativeTlsModule {
   tlsCreateContext(certificateChainPem: string, privateKeyPem: string): object;
   tlsListen(options: {
     family: 4 | 6;
@@ -93,14 +93,6 @@ export class NativeTlsSocket extends EventEmitter {
     super();
     this.#server = server;
     this.#id = id;
-  }
-
-  get id(): number {
-    return this.#id;
-  }
-
-  write(bytes: Uint8Array): boolean {
-    return !this.destroyed && this.#server.write(this.#id, bytes, false);
   }
 
   /** Sends `bytes` (if any), then close_notify and FIN; 'close' follows once the peer has closed too. */
