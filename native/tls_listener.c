@@ -69,8 +69,6 @@ typedef struct Conn {
   int busy;          /* > 0 while drive() or a callback about this connection runs */
   int doomed;        /* tear down as soon as nothing runs */
   int report_close;  /* JS learns of the close (not when JS destroyed it) */
-  int close_reason;
-  char close_detail[160];
   int handles_open;
   uint8_t *out;
   size_t out_len;
@@ -173,8 +171,6 @@ static void teardown(Conn *c) {
 static void finish(Conn *c, int reason, const char *detail) {
   if (c->doomed || c->state == S_DEAD) return;
   c->doomed = 1;
-  c->close_reason = reason;
-  snprintf(c->close_detail, sizeof c->close_detail, "%s", detail != NULL ? detail : "");
   if (c->report_close) {
     Listener *l = c->l;
     napi_handle_scope scope;
@@ -182,7 +178,7 @@ static void finish(Conn *c, int reason, const char *detail) {
       napi_value a, b;
       c->busy++;
       if (napi_create_int32(l->env, reason, &a) == napi_ok &&
-          napi_create_string_utf8(l->env, c->close_detail, NAPI_AUTO_LENGTH, &b) == napi_ok)
+          napi_create_string_utf8(l->env, detail != NULL ? detail : "", NAPI_AUTO_LENGTH, &b) == napi_ok)
         emit(l, EV_CLOSE, c->id, a, b, NULL);
       c->busy--;
       napi_close_handle_scope(l->env, scope);
